@@ -1,0 +1,1 @@
+"""Benchmarks: ingest against baselines, queries, and the live fan-out."""

@@ -1,0 +1,1 @@
+"""Cassandra schema files and the asyncio access layer over cassandra-driver."""

@@ -1,0 +1,220 @@
+"""asyncio bridge over cassandra-driver: connect off the loop, await queries, pump many writes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement, SimpleStatement, Statement, tuple_factory
+
+from daemon.config import CassandraConfig
+
+log = logging.getLogger(__name__)
+
+Query = str | Statement | PreparedStatement
+Params = Sequence[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of rows and the driver's opaque state for the next page (None at the end)."""
+
+    rows: list[tuple[Any, ...]]
+    paging_state: bytes | None
+
+
+class Database:
+    """A connected driver session; every query method is a coroutine that never blocks the loop."""
+
+    __slots__ = ("cluster", "session", "keyspace")
+
+    def __init__(self, cluster: Cluster, session: Session, keyspace: str) -> None:
+        self.cluster = cluster
+        self.session = session
+        self.keyspace = keyspace
+
+    @classmethod
+    async def connect(cls, config: CassandraConfig) -> Database:
+        """Connect in a worker thread: the driver's connect blocks on network I/O."""
+        cluster = build_cluster(config)
+        try:
+            session = await asyncio.to_thread(cluster.connect)
+        except BaseException:
+            await asyncio.to_thread(cluster.shutdown)
+            raise
+        return cls(cluster, session, config.keyspace)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.cluster.shutdown)
+
+    async def prepare(self, query: str) -> PreparedStatement:
+        return await asyncio.to_thread(self.session.prepare, query)
+
+    async def execute(self, query: Query, params: Params = None, fetch_size: int | None = 5000) -> list[tuple[Any, ...]]:
+        """Run a query and collect every page of its result."""
+        rows: list[tuple[Any, ...]] = []
+        paging_state: bytes | None = None
+        while True:
+            page = await self.execute_page(query, params, fetch_size, paging_state)
+            rows.extend(page.rows)
+            if page.paging_state is None:
+                return rows
+            paging_state = page.paging_state
+
+    async def execute_page(
+        self, query: Query, params: Params = None, fetch_size: int | None = 5000, paging_state: bytes | None = None
+    ) -> Page:
+        """Run a query and return one page of rows."""
+        statement, parameters = _as_statement(query, params)
+        if fetch_size is not None:
+            statement.fetch_size = fetch_size
+        response = self.session.execute_async(statement, parameters, paging_state=paging_state)
+        rows = await _await_response(response)
+        # Writes and schema changes answer with no rows at all (None).
+        return Page(list(rows or ()), response._paging_state if response.has_more_pages else None)
+
+    async def execute_many(self, statements: Sequence[Statement], concurrency: int) -> list[BaseException | None]:
+        """Run statements with at most `concurrency` in flight; return each one's error or None.
+
+        The pump runs in the driver's own callbacks, so a flush of thousands of writes costs one
+        asyncio future instead of one task per statement.
+        """
+        if not statements:
+            return []
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[BaseException | None]] = loop.create_future()
+        _WritePump(self.session, statements, concurrency, loop, done).start()
+        return await done
+
+
+def build_cluster(config: CassandraConfig) -> Cluster:
+    """A Cluster with token-aware routing in the local DC and the configured consistency."""
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=config.local_dc)),
+        consistency_level=ConsistencyLevel.name_to_value[config.consistency.upper()],
+        request_timeout=config.request_timeout,
+        row_factory=tuple_factory,
+    )
+    auth = PlainTextAuthProvider(config.username, config.password) if config.username else None
+    return Cluster(
+        contact_points=list(config.contact_points),
+        port=config.port,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        protocol_version=5,
+        connect_timeout=config.connect_timeout,
+        auth_provider=auth,
+    )
+
+
+def _as_statement(query: Query, params: Params) -> tuple[Statement, Params]:
+    """A statement the driver can page, plus the parameters still to send with it."""
+    if isinstance(query, PreparedStatement):
+        return query.bind(params or ()), None
+    if isinstance(query, str):
+        return SimpleStatement(query), params
+    return query, params
+
+
+async def _await_response(response: ResponseFuture) -> Any:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def on_result(rows: Any) -> None:
+        loop.call_soon_threadsafe(_resolve, future, rows, None)
+
+    def on_error(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(_resolve, future, None, exc)
+
+    response.add_callbacks(on_result, on_error)
+    return await future
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class _WritePump:
+    """Keeps up to `concurrency` statements in flight from driver callbacks; resolves once at the end.
+
+    A request that fails at once (no host reachable) calls back synchronously from inside
+    `add_callbacks`; the `owed` counter turns that re-entry into a loop instead of recursion.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        statements: Sequence[Statement],
+        concurrency: int,
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[list[BaseException | None]],
+    ) -> None:
+        self._session = session
+        self._statements = statements
+        self._concurrency = max(1, concurrency)
+        self._loop = loop
+        self._done = done
+        self._errors: list[BaseException | None] = [None] * len(statements)
+        self._next = 0
+        self._finished = 0
+        self._owed = 0
+        self._pumping = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._pump(min(self._concurrency, len(self._statements)))
+
+    def _pump(self, sends: int) -> None:
+        with self._lock:
+            self._owed += sends
+            if self._pumping:
+                return
+            self._pumping = True
+        while True:
+            with self._lock:
+                if self._owed == 0 or self._next >= len(self._statements):
+                    self._owed = 0
+                    self._pumping = False
+                    return
+                self._owed -= 1
+                index = self._next
+                self._next += 1
+            try:
+                response = self._session.execute_async(self._statements[index])
+            except Exception as exc:  # raised synchronously when the session is shut down
+                self._finish(index, exc)
+                continue
+            response.add_callbacks(self._on_result, self._on_error, callback_args=(index,), errback_args=(index,))
+
+    def _on_result(self, _rows: Any, index: int) -> None:
+        self._finish(index, None)
+
+    def _on_error(self, exc: BaseException, index: int) -> None:
+        self._finish(index, exc)
+
+    def _finish(self, index: int, error: BaseException | None) -> None:
+        self._errors[index] = error
+        with self._lock:
+            self._finished += 1
+            all_done = self._finished == len(self._statements)
+        if all_done:
+            self._loop.call_soon_threadsafe(_resolve, self._done, self._errors, None)
+        else:
+            self._pump(1)
+
+
+def first_error(errors: Iterable[BaseException | None]) -> BaseException | None:
+    """The first non-None error of an `execute_many` result."""
+    return next((error for error in errors if error is not None), None)

@@ -1,0 +1,128 @@
+"""Rollup rows of session starts per country: recount, write, and sum them over a time window."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
+from dataclasses import dataclass
+from itertools import groupby
+
+from cassandra.query import PreparedStatement
+
+from cql.driver import Database
+from daemon.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from daemon.timebuckets import (
+    HOURS_PER_DAY,
+    MINUTES_PER_HOUR,
+    decompose,
+    first_day_of_month,
+    month_of_day,
+    year_of_month,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One rollup granularity: where its rows live and which coarser period each belongs to."""
+
+    name: str
+    bucket_of: Callable[[int], int]  # the partition a period's row lives in
+    end_ms_of: Callable[[int], int]  # when the period ends, for its TTL
+
+
+MINUTE = Level("minute", lambda minute: minute // MINUTES_PER_HOUR, lambda minute: (minute + 1) * MS_PER_MINUTE)
+HOUR = Level("hour", lambda hour: hour // HOURS_PER_DAY, lambda hour: (hour + 1) * MS_PER_HOUR)
+DAY = Level("day", month_of_day, lambda day: (day + 1) * MS_PER_DAY)
+MONTH = Level("month", year_of_month, lambda month: first_day_of_month(month + 1) * MS_PER_DAY)
+
+# Each level's rows for period P are the sum of the finer level's partition whose bucket is P:
+# the minutes of hour P live in ('minute', P), the hours of day P in ('hour', P), and so on.
+FINER = {HOUR.name: MINUTE, DAY.name: HOUR, MONTH.name: DAY}
+
+_SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
+_SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
+_SELECT_LEVEL = "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ?"
+_SELECT_LEVEL_RANGE = (
+    "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
+)
+_WRITE_LEVEL = (
+    "UPDATE {ks}.start_counts USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
+)
+
+
+class RollupStore:
+    """Prepared statements over `start_counts` and `starts_by_minute`."""
+
+    __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write")
+
+    def __init__(self, db: Database, statements: Mapping[str, PreparedStatement]) -> None:
+        self._db = db
+        self._minute = statements["minute"]
+        self._minute_range = statements["minute_range"]
+        self._level = statements["level"]
+        self._level_range = statements["level_range"]
+        self._write = statements["write"]
+
+    @classmethod
+    async def prepare(cls, db: Database) -> RollupStore:
+        queries = {
+            "minute": _SELECT_MINUTE,
+            "minute_range": _SELECT_MINUTE_RANGE,
+            "level": _SELECT_LEVEL,
+            "level_range": _SELECT_LEVEL_RANGE,
+            "write": _WRITE_LEVEL,
+        }
+        prepared = {name: await db.prepare(query.format(ks=db.keyspace)) for name, query in queries.items()}
+        prepared["write"].is_idempotent = True
+        return cls(db, prepared)
+
+    async def count_minute(self, minute: int, start_ms: int | None = None, end_ms: int | None = None) -> Counter[str]:
+        """Starts per country in one minute (or the part [start_ms, end_ms) of it), from the raw rows."""
+        if start_ms is None or end_ms is None:
+            rows = await self._db.execute(self._minute, (minute,))
+        else:
+            rows = await self._db.execute(self._minute_range, (minute, start_ms, end_ms))
+        return Counter(country for (country,) in rows)
+
+    async def sum_partition(self, level: Level, bucket: int) -> Counter[str]:
+        """The sum of every row of one rollup partition: the recount of the next coarser period."""
+        total: Counter[str] = Counter()
+        for _, counts in await self._db.execute(self._level, (level.name, bucket)):
+            total.update(counts or {})
+        return total
+
+    async def write(self, level: Level, period: int, counts: Mapping[str, int], write_us: int, ttl: int) -> None:
+        """Replace a period's whole map; the write time orders competing recounts (newest wins)."""
+        bucket = level.bucket_of(period)
+        await self._db.execute(self._write, (write_us, ttl, dict(counts), level.name, bucket, period))
+
+    async def totals(self, start_ms: int, end_ms: int) -> Counter[str]:
+        """Starts per country in [start_ms, end_ms): a few single-partition reads, run concurrently."""
+        parts = decompose(start_ms, end_ms)
+        reads = [
+            *self._level_reads(MONTH, parts.months),
+            *self._level_reads(DAY, parts.days),
+            *self._level_reads(HOUR, parts.hours),
+            *self._level_reads(MINUTE, parts.minutes),
+            *(self.count_minute(minute, lo, hi) for minute, lo, hi in parts.partial_minutes),
+        ]
+        total: Counter[str] = Counter()
+        for counts in await asyncio.gather(*reads):
+            total.update(counts)
+        return total
+
+    def _level_reads(self, level: Level, periods: Iterable[int]) -> list[Coroutine[Any, Any, Counter[str]]]:
+        """One range read per partition; `decompose` yields periods contiguous within each partition."""
+        reads = []
+        for bucket, group in groupby(sorted(periods), key=level.bucket_of):
+            members = list(group)
+            reads.append(self._sum_range(level, bucket, members[0], members[-1]))
+        return reads
+
+    async def _sum_range(self, level: Level, bucket: int, first: int, last: int) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for _, counts in await self._db.execute(self._level_range, (level.name, bucket, first, last)):
+            total.update(counts or {})
+        return total

@@ -1,0 +1,67 @@
+"""Renders `schema.cql` for a keyspace and applies it idempotently; checks that it is present."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from importlib import resources
+
+from cql.driver import Database
+from daemon.config import CassandraConfig
+
+SCHEMA_VERSION = 1
+REQUIRED_TABLES = (
+    "sessions_by_player",
+    "starts_by_country",
+    "start_hours_by_country",
+    "starts_by_minute",
+    "start_counts",
+    "compat_cursor",
+    "schema_version",
+)
+
+
+def replication_clause(config: CassandraConfig) -> str:
+    """SimpleStrategy with one factor, or NetworkTopologyStrategy with a factor per datacenter."""
+    if config.replication_class == "NetworkTopologyStrategy":
+        factors = ", ".join(f"'{dc}': {factor}" for dc, factor in sorted(config.datacenters.items()))
+        return f"{{'class': 'NetworkTopologyStrategy', {factors}}}"
+    return f"{{'class': 'SimpleStrategy', 'replication_factor': {config.replication_factor}}}"
+
+
+def render_schema(config: CassandraConfig, keyspace: str | None = None) -> list[str]:
+    """The schema's CQL statements with keyspace and replication filled in, comments removed."""
+    template = resources.files("cql").joinpath("schema.cql").read_text(encoding="utf-8")
+    lines = [line for line in template.splitlines() if not line.lstrip().startswith("--")]
+    text = "\n".join(lines).format(keyspace=keyspace or config.keyspace, replication=replication_clause(config))
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+async def apply_schema(db: Database, config: CassandraConfig, keyspace: str | None = None) -> list[str]:
+    """Create whatever is missing (every statement is IF NOT EXISTS) and record the version."""
+    statements = render_schema(config, keyspace)
+    for statement in statements:
+        # Schema changes must agree across nodes before the next one; the driver waits for it.
+        await db.execute(statement)
+    await db.execute(
+        f"INSERT INTO {keyspace or config.keyspace}.schema_version (component, version, applied_at)"
+        " VALUES ('player-session-service', %s, %s)",
+        (SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc)),
+    )
+    await asyncio.to_thread(db.cluster.refresh_schema_metadata)
+    return statements
+
+
+async def check_schema(db: Database) -> str | None:
+    """None when Cassandra answers and every table exists; otherwise the reason, for /readyz."""
+    try:
+        rows = await db.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (db.keyspace,)
+        )
+    except Exception as exc:
+        return f"cassandra unreachable: {type(exc).__name__}: {exc}"
+    present = {name for (name,) in rows}
+    missing = [table for table in REQUIRED_TABLES if table not in present]
+    if missing:
+        return f"schema missing in keyspace {db.keyspace}: {', '.join(missing)} (run `python -m daemon schema apply`)"
+    return None

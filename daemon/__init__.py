@@ -1,0 +1,1 @@
+"""player-session-service runtime: configuration, clock, actors and the command line."""

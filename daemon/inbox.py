@@ -1,0 +1,128 @@
+"""An actor's bounded inbox, measured in events, and the ticket a request waits on for durability."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from daemon.events import Event
+
+
+class InboxFull(Exception):
+    """No room for the events within the allowed wait: the caller answers 503 with Retry-After."""
+
+
+class InboxClosed(Exception):
+    """The actor is shutting down and takes no more events."""
+
+
+class Ticket:
+    """Completes when every parcel of one request is written, or records the first failure.
+
+    The submitter holds one count while it queues parcels (parcels may finish before the last is
+    queued) and gives it back with `parcel_done(None)`. Results are passed with `set_result`,
+    never `set_exception`: a client that gave up (503 on a full inbox) leaves a ticket nobody
+    awaits, and that must not log "exception never retrieved".
+    """
+
+    __slots__ = ("_future", "_pending")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self._pending = 1
+
+    def add_parcel(self) -> None:
+        self._pending += 1
+
+    def parcel_done(self, error: BaseException | None) -> None:
+        if self._future.done():
+            return
+        if error is not None:
+            self._future.set_result(error)
+            return
+        self._pending -= 1
+        if self._pending == 0:
+            self._future.set_result(None)
+
+    async def wait(self) -> BaseException | None:
+        """None when every parcel is durably stored, else the first error."""
+        return await self._future
+
+
+@dataclass(frozen=True, slots=True)
+class Parcel:
+    """Events of one request bound for one actor, with the ticket to report to."""
+
+    events: Sequence[Event]
+    ticket: Ticket
+
+
+class Inbox:
+    """A FIFO of parcels holding at most `capacity` events; senders wait for room, bounded in time."""
+
+    __slots__ = ("_parcels", "_size", "_capacity", "_closed", "_changed")
+
+    def __init__(self, capacity: int) -> None:
+        self._parcels: deque[Parcel] = deque()
+        self._size = 0
+        self._capacity = capacity
+        self._closed = False
+        self._changed = asyncio.Condition()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def put(self, parcel: Parcel, timeout: float) -> None:
+        """Queue a parcel, waiting up to `timeout` seconds for room; an empty inbox takes any size."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._closed or self._fits(parcel)), timeout)
+            except TimeoutError:
+                raise InboxFull from None
+            if self._closed:
+                raise InboxClosed
+            self._parcels.append(parcel)
+            self._size += len(parcel.events)
+            self._changed.notify_all()
+
+    def _fits(self, parcel: Parcel) -> bool:
+        return self._size == 0 or self._size + len(parcel.events) <= self._capacity
+
+    async def take(self, max_events: int, linger: float) -> list[Parcel] | None:
+        """Wait for a parcel, linger up to `linger` s for more, return up to `max_events`; None once closed and empty."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._parcels) or self._closed)
+            if not self._parcels:
+                return None
+            if self._size < max_events and linger > 0 and not self._closed:
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._size >= max_events or self._closed), linger
+                    )
+                except TimeoutError:
+                    pass
+            taken = [self._parcels.popleft()]
+            count = len(taken[0].events)
+            while self._parcels and count + len(self._parcels[0].events) <= max_events:
+                parcel = self._parcels.popleft()
+                taken.append(parcel)
+                count += len(parcel.events)
+            self._size -= count
+            self._changed.notify_all()
+            return taken
+
+    async def close(self) -> None:
+        """Refuse new parcels; those already queued are still handed out by `take`."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    def drain(self) -> list[Parcel]:
+        """Remove and return whatever is still queued (used when shutdown runs out of time)."""
+        parcels = list(self._parcels)
+        self._parcels.clear()
+        self._size = 0
+        return parcels

@@ -1,0 +1,38 @@
+"""`python -m daemon serve`: run the HTTP daemon until SIGTERM/SIGINT, then drain and exit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from daemon.commands import Subparsers, add_command
+from daemon.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = add_command(subparsers, "serve", "run the ingestion and query daemon")
+    parser.add_argument("--host", default=None, help="override server.host")
+    parser.add_argument("--port", type=int, default=None, help="override server.port")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from aiohttp import web
+
+    from web.app import create_app
+
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    log.info("clock: %s", f"frozen at {config.clock.now}" if config.clock.now else "real UTC")
+    web.run_app(
+        create_app(config),
+        host=host,
+        port=port,
+        shutdown_timeout=config.server.shutdown_timeout,
+        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+        print=lambda message: log.info("%s", message.strip()),
+    )
+    return 0

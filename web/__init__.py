@@ -1,0 +1,1 @@
+"""The aiohttp application: factory, handlers, websocket feed and static dashboard."""

@@ -1,0 +1,33 @@
+"""The application factory: config in, a fully wired aiohttp Application out."""
+
+from __future__ import annotations
+
+import aiojobs.aiohttp
+from aiohttp import web
+
+from daemon.clock import Clock
+from daemon.config import Config
+from web import compat, health, ingest, live, queries
+from web.errors import json_errors
+from web.keys import CLOCK, CONFIG
+from web.resources import cassandra_ctx, close_live_connections, live_hub_ctx, pipeline_ctx, rollups_ctx
+
+
+def create_app(config: Config, clock: Clock | None = None) -> web.Application:
+    """Build the app; resources start in `cleanup_ctx` order when the app starts."""
+    app = web.Application(
+        middlewares=[json_errors],
+        # The body limit is enforced by the ingest handler after decompression, with a clear 413.
+        client_max_size=config.ingest.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app[CLOCK] = clock or Clock.from_setting(config.clock.now)
+    aiojobs.aiohttp.setup(app, limit=64, pending_limit=1024)
+    app.cleanup_ctx.extend([cassandra_ctx, live_hub_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx])
+    app.on_shutdown.append(close_live_connections)
+    health.setup_routes(app)
+    ingest.setup_routes(app)
+    queries.setup_routes(app)
+    compat.setup_routes(app)
+    live.setup_routes(app)
+    return app

@@ -1,0 +1,116 @@
+"""The original service's routes, with its text formats, so existing scripts keep working."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from cql.compat import LineClaims
+from cql.reads import StartPosition
+from daemon.events import datetime_to_ms, ms_to_datetime
+from daemon.intake import NDJSON, Rules, read_body
+from daemon.rawfile import RawFile
+from web.errors import json_response
+from web.ingest import store_intake
+from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS
+from web.params import COUNTRY, MAX_HOURS
+from web.queries import complete_sessions, window
+
+MAX_ADD = 100_000
+FETCH_PAGE = 10_000
+ORIGINAL_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class CompatFeed:
+    """The configured file and the shared claim on its lines."""
+
+    __slots__ = ("raw_file", "claims", "lock")
+
+    def __init__(self, raw_file: RawFile, claims: LineClaims) -> None:
+        self.raw_file = raw_file
+        self.claims = claims
+        self.lock = asyncio.Lock()
+
+
+def _original_time(ts_ms: int) -> str:
+    return ms_to_datetime(ts_ms).strftime(ORIGINAL_FORMAT)
+
+
+async def add_events(request: web.Request) -> web.Response:
+    count = int(request.match_info["n"])
+    if not 1 <= count <= MAX_ADD:
+        raise web.HTTPNotFound()
+    feed = request.app.get(COMPAT_FEED)
+    if feed is None:
+        raise web.HTTPNotFound(text="compat.raw_file is not configured")
+    async with feed.lock:  # one claim at a time per process keeps the reader sequential
+        first = await feed.claims.claim(count)
+        lines = await asyncio.to_thread(feed.raw_file.read, first, count)
+    if lines:
+        config = request.app[CONFIG].ingest
+        rules = Rules(
+            now_ms=datetime_to_ms(request.app[CLOCK].now()),
+            retention_days=config.retention_days,
+            max_future_hours=config.max_future_hours,
+            max_events=MAX_ADD,
+        )
+        stored = await store_intake(request.app, read_body(b"\n".join(lines), NDJSON, rules))
+        if stored.status == 503:
+            return stored
+    return web.Response(text=f"{len(lines)} events have been added", content_type="text/html")
+
+
+async def fetch_starts(request: web.Request) -> web.Response:
+    hours = int(request.match_info["hours"])
+    country = request.match_info["country"]
+    if hours > MAX_HOURS:
+        raise web.HTTPNotFound()
+    if hours == 0 or not COUNTRY.fullmatch(country):
+        return web.Response(text="", content_type="text/html")
+    start_ms, end_ms = window(request, hours)
+    reads = request.app[READS]
+    stamps: list[str] = []
+    after: StartPosition | None = None
+    while True:
+        starts, after = await reads.country_starts(country, start_ms, end_ms, FETCH_PAGE, after)
+        stamps.extend(_original_time(start.ts_ms) for start in starts)
+        if after is None:
+            break
+    return web.Response(text=" ; ".join(stamps), content_type="text/html")
+
+
+async def complete_sessions_original(request: web.Request) -> web.Response:
+    player_id = request.match_info["player_id"]
+    sessions = await complete_sessions(request, player_id, 20)
+    return json_response(
+        [
+            {
+                "player_id": player_id,
+                "session_id": str(session.session_id),
+                "session_end": _original_time(session.end_ms),
+                "session_start": _original_time(session.start_ms),
+                "country": session.country,
+            }
+            for session in sessions
+        ]
+    )
+
+
+async def compat_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Opens the raw file lazily on first use; the claim key is the configured path."""
+    setting = app[CONFIG].compat.raw_file
+    raw_file = RawFile(Path(setting)) if setting else None
+    if raw_file is not None:
+        app[COMPAT_FEED] = CompatFeed(raw_file, LineClaims(app[DATABASE], setting))
+    yield
+    if raw_file is not None:
+        raw_file.close()
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get(r"/add/{n:\d+}", add_events)
+    app.router.add_get(r"/fetch/{country}/{hours:\d+}", fetch_starts)
+    app.router.add_get(r"/complete_sessions/{player_id:[0-9a-fA-F]{32}}", complete_sessions_original)

@@ -1,0 +1,28 @@
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Cassandra and schema usable)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cql.schema import check_schema
+from web.errors import json_response
+from web.keys import DATABASE, PIPELINE
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problem = await check_schema(request.app[DATABASE])
+    if problem is not None:
+        return json_response({"status": "unavailable", "reason": problem}, status=503)
+    pipeline = request.app[PIPELINE]
+    return json_response(
+        {"status": "ready", "actors": pipeline.actor_count, "queued_events": pipeline.queued_events()}
+    )
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,72 @@
+"""POST /v1/events: validate a batch, hand it to the actors, answer once Cassandra has it all."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from daemon.actors import ShuttingDown, StorageUnavailable
+from daemon.events import datetime_to_ms
+from daemon.inbox import InboxFull
+from daemon.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
+from web.errors import json_error, json_response
+from web.keys import CLOCK, CONFIG, PIPELINE
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+
+
+async def post_events(request: web.Request) -> web.Response:
+    config = request.app[CONFIG].ingest
+    if request.content_type not in CONTENT_TYPES:
+        return json_error(415, f"content type must be one of {', '.join(CONTENT_TYPES)}")
+    body = await _read_body(request, config.max_body_bytes)
+    rules = Rules(
+        now_ms=datetime_to_ms(request.app[CLOCK].now()),
+        retention_days=config.retention_days,
+        max_future_hours=config.max_future_hours,
+        max_events=config.max_batch_events,
+    )
+    try:
+        intake = read_body(body, request.content_type, rules)
+    except BodyError as exc:
+        return json_error(exc.status, str(exc))
+    return await store_intake(request.app, intake)
+
+
+async def store_intake(app: web.Application, intake: Intake) -> web.Response:
+    """Wait for the accepted events to be durable; 200, or 400 when some were rejected; 503 if not stored."""
+    try:
+        await app[PIPELINE].submit(intake.accepted)
+    except InboxFull:
+        return _unavailable("ingest queues are full; retry shortly")
+    except StorageUnavailable as exc:
+        log.warning("ingest: %d events not stored: %s", len(intake.accepted), exc)
+        return _unavailable(f"Cassandra did not acknowledge the writes: {exc}")
+    except ShuttingDown as exc:
+        return _unavailable(str(exc))
+    return json_response(intake.summary(), status=400 if intake.rejected else 200)
+
+
+def _unavailable(reason: str) -> web.Response:
+    return json_error(503, reason, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The (decompressed) body; aiohttp inflates gzip itself and stops at `client_max_size`."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=limit, actual_size=request.content_length or limit + 1,
+            text=f"body: larger than {limit} bytes after decompression",
+        ) from None
+    except web.RequestPayloadError:
+        encoding = request.headers.get("Content-Encoding", "identity")
+        raise web.HTTPBadRequest(text=f"body: cannot be decoded as {encoding}") from None
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/events", post_events)

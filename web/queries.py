@@ -1,0 +1,108 @@
+"""Read endpoints: session starts per country (listing and totals) and a player's complete sessions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cql.reads import CompleteSession
+from daemon.clock import format_instant
+from daemon.events import MS_PER_DAY, datetime_to_ms, ms_to_datetime
+from web.errors import json_response
+from web.keys import CLOCK, CONFIG, READS, ROLLUPS
+from web.params import (
+    country_param,
+    decode_cursor,
+    encode_cursor,
+    hours_param,
+    hours_to_ms,
+    limit_param,
+)
+
+MAX_PLAYER_ID_LENGTH = 128
+
+
+def iso(ts_ms: int) -> str:
+    return format_instant(ms_to_datetime(ts_ms))
+
+
+def window(request: web.Request, hours: float) -> tuple[int, int]:
+    """The window (now - hours, now] as inclusive-exclusive milliseconds [start, end)."""
+    now_ms = datetime_to_ms(request.app[CLOCK].now())
+    return now_ms - hours_to_ms(hours) + 1, now_ms + 1
+
+
+async def country_session_starts(request: web.Request) -> web.Response:
+    country = country_param(request.match_info["country"])
+    hours = hours_param(request)
+    limit = limit_param(request, default=1000, maximum=10_000)
+    cursor = request.query.get("cursor")
+    if cursor:
+        start_ms, end_ms, after = decode_cursor(country, cursor)
+    else:
+        (start_ms, end_ms), after = window(request, hours), None
+    starts, resume = await request.app[READS].country_starts(country, start_ms, end_ms, limit, after)
+    return json_response(
+        {
+            "country": country,
+            "hours": hours,
+            "from": iso(start_ms - 1),
+            "to": iso(end_ms - 1),
+            "starts": [
+                {"ts": iso(start.ts_ms), "player_id": start.player_id, "session_id": str(start.session_id)}
+                for start in starts
+            ],
+            "next": encode_cursor(country, start_ms, end_ms, resume) if resume else None,
+        }
+    )
+
+
+async def session_start_totals(request: web.Request) -> web.Response:
+    hours = hours_param(request)
+    start_ms, end_ms = window(request, hours)
+    counts = await request.app[ROLLUPS].totals(start_ms, end_ms)
+    countries = {country: count for country, count in sorted(counts.items()) if count > 0}
+    return json_response(
+        {
+            "hours": hours,
+            "from": iso(start_ms - 1),
+            "to": iso(end_ms - 1),
+            "total": sum(countries.values()),
+            "countries": countries,
+        }
+    )
+
+
+async def player_sessions(request: web.Request) -> web.Response:
+    player_id = request.match_info["player_id"]
+    if len(player_id) > MAX_PLAYER_ID_LENGTH:
+        raise web.HTTPBadRequest(text=f"player_id: longer than {MAX_PLAYER_ID_LENGTH} characters")
+    limit = limit_param(request, default=20, maximum=100)
+    sessions = await complete_sessions(request, player_id, limit)
+    return json_response(
+        {
+            "player_id": player_id,
+            "sessions": [
+                {
+                    "session_id": str(session.session_id),
+                    "country": session.country,
+                    "start": iso(session.start_ms),
+                    "end": iso(session.end_ms),
+                    "duration_seconds": (session.end_ms - session.start_ms) // 1000,
+                }
+                for session in sessions
+            ],
+        }
+    )
+
+
+async def complete_sessions(request: web.Request, player_id: str, limit: int) -> list[CompleteSession]:
+    """The player's newest complete sessions whose start is within the retention period."""
+    config = request.app[CONFIG].ingest
+    since_ms = datetime_to_ms(request.app[CLOCK].now()) - config.retention_days * MS_PER_DAY
+    return await request.app[READS].complete_sessions(player_id, since_ms, limit)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/countries/{country}/session-starts", country_session_starts)
+    app.router.add_get("/v1/session-starts", session_start_totals)
+    app.router.add_get("/v1/players/{player_id}/sessions", player_sessions)

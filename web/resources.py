@@ -1,0 +1,75 @@
+"""One cleanup context per resource, in dependency order: Cassandra, live hub, rollups, actors.
+
+Teardown runs in reverse, so actors drain into Cassandra before rollups take their last count
+and before the session closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from cql.driver import Database
+from cql.reads import Reads
+from cql.rollups import RollupStore
+from cql.writes import EventWriter
+from daemon.actors import Pipeline
+from daemon.events import MS_PER_DAY
+from daemon.live import LiveHub
+from daemon.rollups import RollupRefresher
+from web.keys import CLOCK, CONFIG, DATABASE, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
+
+log = logging.getLogger(__name__)
+
+
+async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG].cassandra
+    db = await Database.connect(config)
+    log.info("connected to Cassandra %s, keyspace %s", ",".join(config.contact_points), config.keyspace)
+    app[DATABASE] = db
+    app[READS] = await Reads.prepare(db)
+    app[ROLLUPS] = await RollupStore.prepare(db)
+    yield
+    await db.close()
+
+
+async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = LiveHub(app[CONFIG].live.queue_size)
+    app[LIVE_HUB] = hub
+    yield
+    await hub.close()
+
+
+async def rollups_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    refresher = RollupRefresher(
+        app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_days * MS_PER_DAY
+    )
+    app[REFRESHER] = refresher
+    refresher.start()
+    yield
+    await refresher.close(config.server.shutdown_timeout)
+
+
+async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    db = app[DATABASE]
+    pipeline = Pipeline(
+        db,
+        await EventWriter.prepare(db),
+        config.ingest,
+        app[CLOCK],
+        listeners=(app[REFRESHER].mark, app[LIVE_HUB].publish),
+    )
+    app[PIPELINE] = pipeline
+    pipeline.start()
+    log.info("ingest pipeline: %d actors", pipeline.actor_count)
+    yield
+    await pipeline.close(config.server.shutdown_timeout)
+
+
+async def close_live_connections(app: web.Application) -> None:
+    """on_shutdown: websockets never finish by themselves, so close them before handlers are awaited."""
+    await app[LIVE_HUB].close()
