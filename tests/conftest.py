@@ -27,9 +27,18 @@ def _base_config() -> Config:
 
 
 def _admin_session(config: Config) -> Any:
-    from cassandra.cluster import Cluster, NoHostAvailable
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+    from cassandra.policies import DCAwareRoundRobinPolicy
 
-    cluster = Cluster(list(config.cassandra.contact_points), port=config.cassandra.port, protocol_version=5)
+    profile = ExecutionProfile(
+        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=config.cassandra.local_dc), request_timeout=60
+    )
+    cluster = Cluster(
+        list(config.cassandra.contact_points),
+        port=config.cassandra.port,
+        protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+    )
     try:
         return cluster, cluster.connect()
     except NoHostAvailable as exc:
@@ -83,6 +92,8 @@ def config_for(keyspace: str, **sections: dict[str, Any]) -> Config:
     return dataclasses.replace(base, **replaced)
 
 
+# Fixtures that build apps must request the keyspace before `aiohttp_client`: teardown runs in
+# reverse, so the app (which flushes on shutdown) closes before its keyspace is dropped.
 @pytest.fixture
 def app_config(shared_keyspace: str) -> Config:
     return config_for(shared_keyspace)
@@ -98,7 +109,7 @@ def isolated_keyspace(cassandra_admin: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, app_config: Config) -> TestClient:
+async def client(app_config: Config, aiohttp_client: AiohttpClient) -> TestClient:
     from web.app import create_app
 
     return await aiohttp_client(create_app(app_config))
