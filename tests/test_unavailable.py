@@ -1,0 +1,136 @@
+"""Cassandra stops answering mid-test: ingest answers 503 with Retry-After, then recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from conftest import AiohttpClient, config_for, new_player, post_events, session_pair
+
+from daemon.config import load_config
+from daemon.node import node_status
+from web.app import create_app
+
+pytestmark = pytest.mark.cassandra
+
+
+@pytest.fixture
+def node_pid() -> int:
+    status = node_status(load_config().node)
+    if not status.running or status.pid is None:
+        pytest.fail("the local node started by `make test` is not running", pytrace=False)
+    return status.pid
+
+
+@pytest.fixture
+def paused_node(node_pid: int) -> Iterator[Any]:
+    """Freeze the real node (SIGSTOP) on demand; always thawed (SIGCONT) at teardown."""
+
+    class Pauser:
+        def pause(self) -> None:
+            os.kill(node_pid, signal.SIGSTOP)
+
+        def resume(self) -> None:
+            os.kill(node_pid, signal.SIGCONT)
+
+    pauser = Pauser()
+    yield pauser
+    pauser.resume()
+
+
+@pytest.fixture
+async def fragile_client(shared_keyspace: str, aiohttp_client: AiohttpClient) -> TestClient:
+    config = config_for(
+        shared_keyspace,
+        cassandra={"request_timeout": 1.0},
+        ingest={"write_retry_seconds": 1.5},
+    )
+    return await aiohttp_client(create_app(config))
+
+
+async def post_until_stored(client: TestClient, events: list[dict[str, Any]], budget: float = 90.0) -> int:
+    """Retry as a client would (503 means: try again); returns the attempts it took."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    attempts = 0
+    while True:
+        attempts += 1
+        response = await post_events(client, events)
+        if response.status == 200:
+            return attempts
+        assert response.status == 503, await response.text()
+        assert loop.time() < deadline, "ingest did not recover after Cassandra came back"
+        await asyncio.sleep(float(response.headers["Retry-After"]))
+
+
+@pytest.mark.timeout(240)
+async def test_503_while_the_node_is_stopped_then_recovery(
+    fragile_client: TestClient, paused_node: Any, cassandra_admin: Any, shared_keyspace: str
+) -> None:
+    player = new_player()
+    before = list(session_pair(player, "2016-11-28T10:00:00", "2016-11-28T10:05:00"))
+    during = list(session_pair(player, "2016-11-28T11:00:00", "2016-11-28T11:05:00"))
+    assert (await post_events(fragile_client, before)).status == 200
+
+    paused_node.pause()
+    try:
+        response = await post_events(fragile_client, during)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert (await response.json())["error"].startswith("Cassandra did not acknowledge the writes")
+        ready = await fragile_client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["reason"].startswith("cassandra unreachable")
+        assert (await fragile_client.get("/healthz")).status == 200  # the process itself is fine
+    finally:
+        paused_node.resume()
+
+    await post_until_stored(fragile_client, during)
+    assert (await fragile_client.get("/readyz")).status == 200
+    rows = cassandra_admin.execute(
+        f"SELECT session_id FROM {shared_keyspace}.sessions_by_player WHERE player_id = %s", (player,)
+    )
+    assert {str(row.session_id) for row in rows} == {before[0]["session_id"], during[0]["session_id"]}
+
+
+@pytest.mark.timeout(240)
+async def test_no_acknowledged_event_is_lost_across_an_outage(
+    fragile_client: TestClient, paused_node: Any, cassandra_admin: Any, shared_keyspace: str
+) -> None:
+    acknowledged: list[tuple[str, str]] = []
+    unavailable = 0
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        nonlocal unavailable
+        while not stop.is_set():
+            player = new_player()
+            events = list(session_pair(player, "2016-11-27T12:00:00", "2016-11-27T12:30:00"))
+            response = await post_events(fragile_client, events)
+            if response.status == 200:
+                acknowledged.append((player, events[0]["session_id"]))
+            else:
+                assert response.status == 503
+                unavailable += 1
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(1.0)
+    paused_node.pause()
+    await asyncio.sleep(3.0)
+    paused_node.resume()
+    await asyncio.sleep(3.0)
+    stop.set()
+    await task
+    assert len(acknowledged) > 5 and unavailable > 0
+    for player, session in acknowledged:
+        rows = cassandra_admin.execute(
+            f"SELECT session_id, start_ts, end_ts FROM {shared_keyspace}.sessions_by_player WHERE player_id = %s",
+            (player,),
+        )
+        stored = {str(row.session_id): row for row in rows}
+        assert session in stored and stored[session].start_ts and stored[session].end_ts
