@@ -1,0 +1,170 @@
+"""Dockerfile and docker-compose.yml agree with the code: copied files, PSS_* variables, commands, ports."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import fnmatch
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.config import ENV_PREFIX, Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and not line.startswith("#")
+    ]
+
+
+def instructions(name: str) -> list[str]:
+    return [args for instruction, args in dockerfile() if instruction == name]
+
+
+def exec_form(args: str) -> list[str]:
+    parsed = json.loads(args) if args.startswith("[") else shlex.split(args)
+    assert isinstance(parsed, list)
+    return [str(part) for part in parsed]
+
+
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def our_services() -> dict[str, dict[str, Any]]:
+    """Compose services built from this repository's Dockerfile."""
+    return {name: svc for name, svc in compose()["services"].items() if svc.get("build") == "."}
+
+
+def config_env_names() -> set[str]:
+    names = {f"{ENV_PREFIX}CONFIG"}
+    for section in dataclasses.fields(Config):
+        section_type = type(getattr(Config(), section.name))
+        names |= {f"{ENV_PREFIX}{section.name}_{key.name}".upper() for key in dataclasses.fields(section_type)}
+    return names
+
+
+def resolve_interpolation(value: str) -> str:
+    """Compose's ${VAR-default} / ${VAR:-default}, taking the default (the variable is unset in a test)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:?-([^}]*)\}", r"\1", value)
+
+
+def dockerignore_allows(path: str) -> bool:
+    """Last matching .dockerignore pattern wins; enough for our top-level allow-list."""
+    allowed = True
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/"):
+            allowed = negate
+    return allowed
+
+
+def test_every_copied_file_exists_and_is_in_the_build_context() -> None:
+    sources = [part for args in instructions("COPY") for part in shlex.split(args)[:-1] if not part.startswith("--")]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+        assert dockerignore_allows(source), f".dockerignore excludes {source}, which the Dockerfile copies"
+
+
+def test_every_package_pip_installs_is_copied() -> None:
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    copied = {shlex.split(args)[0] for args in instructions("COPY")}
+    assert set(packages) <= copied
+    assert "pyproject.toml" in copied
+
+
+def test_every_pss_variable_is_a_config_key_with_a_valid_value() -> None:
+    dockerfile_env = dict(
+        pair.split("=", 1) for args in instructions("ENV") for pair in shlex.split(args) if pair.startswith(ENV_PREFIX)
+    )
+    sources = {"Dockerfile": dockerfile_env} | {
+        f"docker-compose.yml service {name}": svc.get("environment", {}) for name, svc in our_services().items()
+    }
+    known = config_env_names()
+    for source, env in sources.items():
+        assert isinstance(env, dict), f"{source}: write environment as a mapping"
+        for name in env:
+            assert name in known, f"{source}: {name} is not a config key"
+        # Values must load: the container would otherwise stop at start with a config error.
+        environ = {**dockerfile_env, **{name: resolve_interpolation(str(value)) for name, value in env.items()}}
+        load_config(ROOT / "config.toml", environ=environ)
+
+
+def test_container_commands_are_real_cli_commands() -> None:
+    from daemon.cli import build_parser
+
+    parser = build_parser()
+    assert exec_form(instructions("ENTRYPOINT")[-1]) == ["python", "-m", "daemon"]
+    commands = [exec_form(instructions("CMD")[-1])] + [svc["command"] for svc in our_services().values()]
+    assert ["serve"] in commands and ["schema", "apply"] in commands
+    for command in commands:
+        try:
+            parser.parse_args(command)
+        except SystemExit:
+            pytest.fail(f"`python -m daemon {' '.join(command)}` is not a valid command")
+
+
+def test_ports_match_the_configured_server_port() -> None:
+    port = load_config(ROOT / "config.toml", environ={}).server.port
+    assert port == Config().server.port
+    assert [int(args.split("/")[0]) for args in instructions("EXPOSE")] == [port]
+    published = [str(mapping) for mapping in our_services()["daemon"]["ports"]]
+    assert [int(mapping.rsplit(":", 1)[1]) for mapping in published] == [port]
+    healthcheck = instructions("HEALTHCHECK")[-1]
+    assert f"'{port}'" in healthcheck  # the default when PSS_SERVER_PORT is unset
+
+
+def test_healthcheck_path_is_a_registered_route() -> None:
+    match = re.search(r"http://127\.0\.0\.1:[^/]+(/\w+)", instructions("HEALTHCHECK")[-1])
+    assert match is not None, "HEALTHCHECK must request http://127.0.0.1:<port>/<path>"
+    path = match.group(1)
+    assert path == "/healthz"
+    # The route table is built by code others own; look for the GET registration in the sources.
+    routes = set()
+    for source in [*ROOT.glob("daemon/*.py"), *ROOT.glob("web/*.py")]:
+        for call in ast.walk(ast.parse(source.read_text())):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr in {"add_get", "get"}
+            ):
+                routes |= {arg.value for arg in call.args[:1] if isinstance(arg, ast.Constant)}
+    assert path in routes, f"no GET {path} route registered in daemon/ or web/"
+
+
+def test_compose_starts_cassandra_then_schema_then_daemon() -> None:
+    services = compose()["services"]
+    assert services["cassandra"]["image"] == "cassandra:5.0"
+    assert "cqlsh" in " ".join(services["cassandra"]["healthcheck"]["test"])
+    assert "cassandra-data:/var/lib/cassandra" in services["cassandra"]["volumes"]
+    assert "cassandra-data" in compose()["volumes"]
+    assert services["schema"]["depends_on"] == {"cassandra": {"condition": "service_healthy"}}
+    assert services["daemon"]["depends_on"] == {"schema": {"condition": "service_completed_successfully"}}
+    for name in ("schema", "daemon"):
+        contact_points = services[name]["environment"]["PSS_CASSANDRA_CONTACT_POINTS"]
+        assert contact_points in services, f"{name}: contact point {contact_points} is not a compose service"
+
+
+def test_image_runs_as_a_non_root_user() -> None:
+    users = instructions("USER")
+    assert users and users[-1] not in {"root", "0"}
