@@ -66,7 +66,7 @@ class IngestConfig:
 @dataclass(frozen=True, slots=True)
 class RollupConfig:
     interval: float = 1.0
-    concurrency: int = 32
+    concurrency: int = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,15 +54,21 @@ class RollupRefresher:
         self._task = asyncio.create_task(self._run(), name="rollup-refresher")
 
     async def _run(self) -> None:
+        busy = 0.0
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._config.interval)  # debounce: gather a second's worth of starts
+            # Debounce, and rest as long as the last round worked: during a bulk load of shuffled
+            # history every minute is dirty again at once, so recounting back to back would spend
+            # as much of Cassandra on rollups as on the load itself.
+            await asyncio.sleep(max(self._config.interval, busy))
+            started = time.monotonic()
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("rollup refresh failed; will retry")
+            busy = time.monotonic() - started
 
     async def refresh(self) -> None:
         """Recount every dirty minute and the hours, days and months above it."""

@@ -208,7 +208,7 @@ async def test_broken_gzip_is_400(client: TestClient) -> None:
     assert (await response.json())["error"] == "body: cannot be decoded as gzip"
 
 
-async def test_too_many_events_is_413(aiohttp_client: AiohttpClient, shared_keyspace: str) -> None:
+async def test_too_many_events_is_413(shared_keyspace: str, aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(create_app(config_for(shared_keyspace, ingest={"max_batch_events": 3})))
     player = new_player()
     events = [start(player, str(uuid.uuid4()), "2016-11-25T12:00:00") for _ in range(4)]
@@ -217,7 +217,7 @@ async def test_too_many_events_is_413(aiohttp_client: AiohttpClient, shared_keys
     assert (await response.json())["error"] == "body: 4 events, more than the limit of 3"
 
 
-async def test_gzip_bomb_is_413(aiohttp_client: AiohttpClient, shared_keyspace: str) -> None:
+async def test_gzip_bomb_is_413(shared_keyspace: str, aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(create_app(config_for(shared_keyspace, ingest={"max_body_bytes": 100_000})))
     bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
     assert len(bomb) < 100_000
