@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO, cast
 
+from daemon.jsonl import compression_of
+
 SAMPLE_REJECTIONS = 5
-_GZIP_MAGIC = b"\x1f\x8b"
-_BZIP2_MAGIC = b"BZh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +45,11 @@ class LineSource:
         # peek() sniffs the format without consuming bytes, even from a pipe.
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, raw))
         self._raw: BinaryIO = buffered
-        magic = buffered.peek(3)[:3]
+        compression = compression_of(buffered.peek(3)[:3])
         self._lines: BinaryIO
-        if magic.startswith(_GZIP_MAGIC):
+        if compression == "gzip":
             self._lines = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
-        elif magic.startswith(_BZIP2_MAGIC):
+        elif compression == "bzip2":
             self._lines = bz2.BZ2File(buffered, "rb")  # type: ignore[assignment]
         else:
             self._lines = buffered
