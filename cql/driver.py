@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,8 @@ class Database:
         """Connect in a worker thread: the driver's connect blocks on network I/O."""
         cluster = build_cluster(config)
         try:
-            session = await asyncio.to_thread(cluster.connect)
+            with _quiet_connect_failures():
+                session = await asyncio.to_thread(cluster.connect)
         except BaseException:
             await asyncio.to_thread(cluster.shutdown)
             raise
@@ -93,6 +95,25 @@ class Database:
         done: asyncio.Future[list[BaseException | None]] = loop.create_future()
         _WritePump(self.session, statements, concurrency, loop, done).start()
         return await done
+
+
+class _ConnectFailureFilter(logging.Filter):
+    """Drops the driver's own tracebacks for a failed first connect: the caller reports it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not message.startswith(("[control connection]", "Control connection failed"))
+
+
+@contextlib.contextmanager
+def _quiet_connect_failures() -> Iterator[None]:
+    driver_log = logging.getLogger("cassandra.cluster")
+    quiet = _ConnectFailureFilter()
+    driver_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        driver_log.removeFilter(quiet)
 
 
 def build_cluster(config: CassandraConfig) -> Cluster:

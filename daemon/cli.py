@@ -18,10 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Command modules import aiohttp or the driver only inside their `run`, so `node` stays light.
-    from daemon import gen, loader, node, schema_cmd, serve
+    from daemon import gen, loader, node, rollups_cmd, schema_cmd, serve
 
-    for register in (serve.register, node.register, schema_cmd.register, gen.register, loader.register):
-        register(subparsers)
+    for module in (serve, node, schema_cmd, rollups_cmd, gen, loader):
+        module.register(subparsers)
     return parser
 
 

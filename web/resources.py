@@ -10,12 +10,15 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from cassandra.cluster import NoHostAvailable
 
 from cql.driver import Database
 from cql.reads import Reads
 from cql.rollups import RollupStore
+from cql.schema import check_schema
 from cql.writes import EventWriter
 from daemon.actors import Pipeline
+from daemon.commands import CommandError
 from daemon.events import MS_PER_DAY
 from daemon.live import LiveHub
 from daemon.rollups import RollupRefresher
@@ -24,9 +27,21 @@ from web.keys import CLOCK, CONFIG, DATABASE, LIVE_HUB, PIPELINE, READS, REFRESH
 log = logging.getLogger(__name__)
 
 
+class StartupError(CommandError):
+    """The daemon cannot start; the CLI prints the message as one line."""
+
+
 async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].cassandra
-    db = await Database.connect(config)
+    try:
+        db = await Database.connect(config)
+    except NoHostAvailable as exc:
+        hosts = ",".join(config.contact_points)
+        raise StartupError(f"cannot reach Cassandra at {hosts}:{config.port}: {exc}") from None
+    problem = await check_schema(db)
+    if problem is not None:
+        await db.close()
+        raise StartupError(problem)
     log.info("connected to Cassandra %s, keyspace %s", ",".join(config.contact_points), config.keyspace)
     app[DATABASE] = db
     app[READS] = await Reads.prepare(db)

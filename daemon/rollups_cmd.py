@@ -1,0 +1,51 @@
+"""`python -m daemon rollups rebuild --since … --until …`: recount the start totals of a time range."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from daemon.clock import Clock, parse_instant
+from daemon.commands import CommandError, Subparsers, add_command
+from daemon.config import Config
+from daemon.events import MS_PER_DAY, MS_PER_MINUTE, datetime_to_ms
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = add_command(subparsers, "rollups", "recount the per-country session-start totals")
+    parser.add_argument("action", choices=("rebuild",), help="rebuild: recount every minute in the range")
+    parser.add_argument("--since", default=None, help="ISO-8601 start (default: retention before now)")
+    parser.add_argument("--until", default=None, help="ISO-8601 end (default: now + ingest.max_future_hours)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    clock = Clock.from_setting(config.clock.now)
+    now_ms = datetime_to_ms(clock.now())
+    try:
+        since = datetime_to_ms(parse_instant(args.since)) if args.since else now_ms - config.ingest.retention_days * MS_PER_DAY
+        until = datetime_to_ms(parse_instant(args.until)) if args.until else now_ms + int(config.ingest.max_future_hours * 3_600_000)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if until <= since:
+        raise CommandError("--until must be after --since")
+    minutes = asyncio.run(_rebuild(config, clock, since // MS_PER_MINUTE, until // MS_PER_MINUTE + 1))
+    print(f"recounted {minutes} minutes and the hours, days and months above them")
+    return 0
+
+
+async def _rebuild(config: Config, clock: Clock, first_minute: int, end_minute: int) -> int:
+    from cql.driver import Database
+    from cql.rollups import RollupStore
+    from daemon.rollups import RollupRefresher
+
+    db = await Database.connect(config.cassandra)
+    try:
+        refresher = RollupRefresher(
+            await RollupStore.prepare(db), config.rollups, clock, config.ingest.retention_days * MS_PER_DAY
+        )
+        refresher.mark_range(first_minute, end_minute)
+        await refresher.refresh()
+    finally:
+        await db.close()
+    return end_minute - first_minute
