@@ -52,7 +52,7 @@ class CassandraConfig:
 class IngestConfig:
     actors: int = 0
     inbox_events: int = 50_000
-    flush_events: int = 2_000
+    flush_events: int = 5_000
     linger_ms: float = 5.0
     max_inflight_writes: int = 256
     queue_wait: float = 5.0
