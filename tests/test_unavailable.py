@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import AiohttpClient, config_for, new_player, post_events, session_pair
+from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
 
 from daemon.config import load_config
 from daemon.node import node_status
@@ -134,3 +135,33 @@ async def test_no_acknowledged_event_is_lost_across_an_outage(
         )
         stored = {str(row.session_id): row for row in rows}
         assert session in stored and stored[session].start_ts and stored[session].end_ts
+
+
+@pytest.mark.timeout(120)
+async def test_full_inboxes_answer_503_in_bounded_time(
+    shared_keyspace: str, aiohttp_client: AiohttpClient, paused_node: Any
+) -> None:
+    """While Cassandra hangs, an actor's inbox fills; the next request waits `queue_wait`, then 503."""
+    config = config_for(
+        shared_keyspace,
+        ingest={"actors": 1, "flush_events": 10, "inbox_events": 10, "queue_wait": 0.3, "write_retry_seconds": 3.0},
+        cassandra={"request_timeout": 1.0},
+    )
+    client = await aiohttp_client(create_app(config))
+    player = new_player()
+    backlog = [start(player, str(uuid.uuid4()), "2016-11-29T10:00:00") for _ in range(20)]
+    paused_node.pause()
+    try:
+        first = asyncio.create_task(post_events(client, backlog))  # 10 in flight, 10 queued
+        await asyncio.sleep(0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        second = await post_events(client, [start(player, str(uuid.uuid4()), "2016-11-29T11:00:00")])
+        assert second.status == 503
+        assert (await second.json())["error"] == "ingest queues are full; retry shortly"
+        assert second.headers["Retry-After"] == "1"
+        assert loop.time() - started < 2.0
+    finally:
+        paused_node.resume()
+    assert (await first).status in (200, 503)
+    assert (await post_until_stored(client, backlog)) >= 1
