@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 
-from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
 
+from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
 from daemon.events import MS_PER_HOUR, MS_PER_MINUTE, Event
 
@@ -30,43 +31,35 @@ _INSERT_START_HOUR = """
 INSERT INTO {ks}.start_hours_by_country (country, hour) VALUES (?, ?) USING TTL ?"""
 
 
+_STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (query, the column types its bind markers take, in order)
+    "upsert_start": (_UPSERT_START, ("int", "timestamp", "text", "text", "uuid")),
+    "upsert_end": (_UPSERT_END, ("int", "timestamp", "text", "uuid")),
+    "insert_country_start": (_INSERT_COUNTRY_START, ("text", "int", "timestamp", "uuid", "text", "int")),
+    "insert_minute_start": (_INSERT_MINUTE_START, ("int", "timestamp", "uuid", "text", "int")),
+    "insert_start_hour": (_INSERT_START_HOUR, ("text", "int", "int")),
+}
+
+
 class EventWriter:
     """Prepared statements for storing events, and the grouping of a flush into per-partition writes."""
 
-    __slots__ = (
-        "_upsert_start",
-        "_upsert_end",
-        "_insert_country_start",
-        "_insert_minute_start",
-        "_insert_start_hour",
-        "_known_hours",
-    )
+    __slots__ = ("_binders", "_known_hours")
 
-    def __init__(
-        self,
-        upsert_start: PreparedStatement,
-        upsert_end: PreparedStatement,
-        insert_country_start: PreparedStatement,
-        insert_minute_start: PreparedStatement,
-        insert_start_hour: PreparedStatement,
-    ) -> None:
-        self._upsert_start = upsert_start
-        self._upsert_end = upsert_end
-        self._insert_country_start = insert_country_start
-        self._insert_minute_start = insert_minute_start
-        self._insert_start_hour = insert_start_hour
+    def __init__(self, binders: dict[str, FastBinder]) -> None:
+        self._binders = binders
         # (country, hour) index rows this process already wrote durably; rewriting one is
         # harmless (idempotent), so the cache only saves writes and may forget freely.
         self._known_hours: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     @classmethod
     async def prepare(cls, db: Database) -> EventWriter:
-        statements = []
-        for query in (_UPSERT_START, _UPSERT_END, _INSERT_COUNTRY_START, _INSERT_MINUTE_START, _INSERT_START_HOUR):
+        binders = {}
+        for name, (query, types) in _STATEMENTS.items():
             prepared = await db.prepare(query.format(ks=db.keyspace))
             prepared.is_idempotent = True  # every write is an upsert, so the driver may retry it
-            statements.append(prepared)
-        return cls(*statements)
+            binders[name] = FastBinder(prepared, types)
+        return cls(binders)
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
         """The writes for `events`, grouped so each statement touches exactly one partition.
@@ -74,34 +67,39 @@ class EventWriter:
         `expiry_ms` is the retention span: a row lives until its event time plus that span, as
         seen by the service clock at `now_ms`.
         """
+        upsert_start = self._binders["upsert_start"].bind
+        upsert_end = self._binders["upsert_end"].bind
+        insert_country_start = self._binders["insert_country_start"].bind
+        insert_minute_start = self._binders["insert_minute_start"].bind
+        # Partition keys by their shape: player (str), country hour (str, int), minute (int),
+        # hour index ("hours", str). The shapes never collide, so no tag is needed.
         groups: defaultdict[Hashable, list[BoundStatement]] = defaultdict(list)
         new_hours: set[tuple[str, int]] = set()
         for event in events:
-            ttl = max(1, (event.ts_ms + expiry_ms - now_ms) // 1000)
-            if event.country is not None:
-                hour = event.ts_ms // MS_PER_HOUR
-                groups[("player", event.player_id)].append(
-                    self._upsert_start.bind((ttl, event.ts_ms, event.country, event.player_id, event.session_id))
-                )
-                groups[("country", event.country, hour)].append(
-                    self._insert_country_start.bind(
-                        (event.country, hour, event.ts_ms, event.session_id, event.player_id, ttl)
-                    )
-                )
-                minute = event.ts_ms // MS_PER_MINUTE
-                groups[("minute", minute)].append(
-                    self._insert_minute_start.bind((minute, event.ts_ms, event.session_id, event.country, ttl))
-                )
-                if (event.country, hour) not in self._known_hours:
-                    new_hours.add((event.country, hour))
-            else:
-                groups[("player", event.player_id)].append(
-                    self._upsert_end.bind((ttl, event.ts_ms, event.player_id, event.session_id))
-                )
-        for country, hour in new_hours:
+            ttl = encode_int(max(1, (event.ts_ms + expiry_ms - now_ms) // 1000))
+            ts = encode_timestamp(event.ts_ms)
+            player = encode_text(event.player_id)
+            session = encode_uuid(event.session_id)
+            if event.country is None:
+                groups[event.player_id].append(upsert_end([ttl, ts, player, session]))
+                continue
+            country = encode_text(event.country)
+            hour = event.ts_ms // MS_PER_HOUR
+            minute = event.ts_ms // MS_PER_MINUTE
+            groups[event.player_id].append(upsert_start([ttl, ts, country, player, session]))
+            groups[(event.country, hour)].append(
+                insert_country_start([country, encode_int(hour), ts, session, player, ttl])
+            )
+            groups[minute].append(insert_minute_start([encode_int(minute), ts, session, country, ttl]))
+            if (event.country, hour) not in self._known_hours:
+                new_hours.add((event.country, hour))
+        insert_start_hour = self._binders["insert_start_hour"].bind
+        for country_code, hour in new_hours:
             # The index row must outlive every start of its hour, so it expires with the hour's end.
             hour_ttl = max(1, ((hour + 1) * MS_PER_HOUR + expiry_ms - now_ms) // 1000)
-            groups[("hours", country)].append(self._insert_start_hour.bind((country, hour, hour_ttl)))
+            groups[("hours", country_code)].append(
+                insert_start_hour([encode_text(country_code), encode_int(hour), encode_int(hour_ttl)])
+            )
         return [statement for group in groups.values() for statement in _batched(group)]
 
     def remember_hours(self, events: Iterable[Event], limit: int = 100_000) -> None:

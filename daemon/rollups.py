@@ -15,6 +15,8 @@ from daemon.timebuckets import HOURS_PER_DAY, MINUTES_PER_HOUR, month_of_day
 
 log = logging.getLogger(__name__)
 
+REST_FACTOR = 3  # the refresher works at most a quarter of the time
+
 
 class RollupRefresher:
     """Collects the minutes that received starts and, every `interval`, recounts them and their
@@ -57,10 +59,11 @@ class RollupRefresher:
         busy = 0.0
         while True:
             await self._wake.wait()
-            # Debounce, and rest as long as the last round worked: during a bulk load of shuffled
-            # history every minute is dirty again at once, so recounting back to back would spend
-            # as much of Cassandra on rollups as on the load itself.
-            await asyncio.sleep(max(self._config.interval, busy))
+            # Debounce, and rest three times as long as the last round worked: during a bulk load
+            # of shuffled history every minute is dirty again at once, and recounting back to back
+            # would take as much of Cassandra as the load itself. Live traffic dirties a few
+            # minutes, so its rounds are short and `interval` rules.
+            await asyncio.sleep(max(self._config.interval, REST_FACTOR * busy))
             started = time.monotonic()
             try:
                 await self.refresh()

@@ -1,0 +1,66 @@
+"""Cheap binding of prepared writes: values are encoded to CQL bytes here instead of by `bind()`.
+
+The driver's `PreparedStatement.bind` looks up each column's type and builds a descriptor per
+value (~7 µs for five values); the ingest path binds hundreds of thousands of statements per
+request, so it encodes its few fixed column types itself (~1.4 µs) and checks at prepare time
+that the statement's columns have exactly those types.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cassandra.query import BoundStatement, PreparedStatement
+
+Encoder = Callable[[Any], bytes]
+
+_INT = struct.Struct(">i").pack
+_BIGINT = struct.Struct(">q").pack
+
+
+def encode_int(value: int) -> bytes:
+    return _INT(value)
+
+
+def encode_timestamp(value: int) -> bytes:
+    """Epoch milliseconds, as Cassandra stores timestamps."""
+    return _BIGINT(value)
+
+
+def encode_text(value: str) -> bytes:
+    return value.encode()
+
+
+def encode_uuid(value: uuid.UUID) -> bytes:
+    return value.bytes
+
+
+ENCODERS: dict[str, Encoder] = {
+    "int": encode_int,
+    "timestamp": encode_timestamp,
+    "varchar": encode_text,
+    "text": encode_text,
+    "uuid": encode_uuid,
+}
+
+
+class FastBinder:
+    """Makes BoundStatements of one prepared statement from already encoded values."""
+
+    __slots__ = ("_template",)
+
+    def __init__(self, prepared: PreparedStatement, expected_types: Sequence[str]) -> None:
+        actual = [column.type.typename for column in prepared.column_metadata]
+        if [ENCODERS[name] for name in actual] != [ENCODERS[name] for name in expected_types]:
+            raise TypeError(f"prepared statement binds {actual}, the writer encodes {list(expected_types)}")
+        # Everything a fresh BoundStatement carries except its values; copied per statement.
+        self._template = dict(BoundStatement(prepared).__dict__)
+
+    def bind(self, values: list[bytes]) -> BoundStatement:
+        statement: BoundStatement = BoundStatement.__new__(BoundStatement)
+        statement.__dict__.update(self._template)
+        statement.values = values
+        return statement
