@@ -71,7 +71,7 @@ class RollupConfig:
 
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
-    queue_size: int = 1_000
+    queue_size: int = 10_000
     heartbeat: float = 20.0
 
 
