@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # Installed as a regular (non-editable) package; the sources are not needed afterwards.
 WORKDIR /src
-COPY pyproject.toml ./
+COPY pyproject.toml README.md ./
 COPY daemon ./daemon
 COPY web ./web
 COPY cql ./cql
