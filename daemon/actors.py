@@ -13,7 +13,8 @@ from cql.writes import EventWriter
 from daemon.clock import Clock
 from daemon.config import IngestConfig
 from daemon.events import MS_PER_DAY, Event, datetime_to_ms
-from daemon.inbox import Inbox, InboxClosed, InboxFull, Parcel, Ticket
+from daemon.admission import Admission
+from daemon.inbox import Inbox, InboxClosed, Parcel, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,13 @@ class Actor:
         try:
             await self._pipeline.write(events)
         except asyncio.CancelledError:
-            for parcel in parcels:
-                parcel.ticket.parcel_done(ShuttingDown("shutdown interrupted the write"))
+            self._pipeline.finish(parcels, ShuttingDown("shutdown interrupted the write"))
             raise
         except Exception as exc:  # reported to the waiting requests, never dropped
             log.warning("actor %d: flush of %d events failed: %s", self.index, len(events), exc)
-            for parcel in parcels:
-                parcel.ticket.parcel_done(exc)
+            self._pipeline.finish(parcels, exc)
             return
-        for parcel in parcels:
-            parcel.ticket.parcel_done(None)
+        self._pipeline.finish(parcels, None)
 
 
 class Pipeline:
@@ -82,7 +80,8 @@ class Pipeline:
         self._clock = clock
         self._listeners = list(listeners)
         count = config.actors or os.cpu_count() or 1
-        self._actors = [Actor(index, Inbox(config.inbox_events), self) for index in range(count)]
+        self._actors = [Actor(index, Inbox(), self) for index in range(count)]
+        self._admission = Admission(config.max_queued_events)
         self._tasks: list[asyncio.Task[None]] = []
         self._write_concurrency = max(1, config.max_inflight_writes // count)
 
@@ -91,7 +90,8 @@ class Pipeline:
         return len(self._actors)
 
     def queued_events(self) -> int:
-        return sum(actor.inbox.size for actor in self._actors)
+        """Events admitted and not yet written (queued or being flushed)."""
+        return self._admission.queued
 
     def start(self) -> None:
         self._tasks = [
@@ -99,31 +99,43 @@ class Pipeline:
         ]
 
     async def submit(self, events: Sequence[Event]) -> None:
-        """Queue events to their actors and wait until Cassandra acknowledged all of them."""
+        """Queue events to their actors and wait until Cassandra acknowledged all of them.
+
+        Raises Overloaded when there is no room within `queue_wait` (nothing was queued then),
+        ShuttingDown, or StorageUnavailable when the writes failed past their retries.
+        """
         if not events:
             return
+        await self._admission.acquire(len(events), self.config.queue_wait)
         by_actor: list[list[Event]] = [[] for _ in self._actors]
         for event in events:
             by_actor[partition_of(event.player_id, len(self._actors))].append(event)
         ticket = Ticket()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.queue_wait
         step = self.config.flush_events
-        try:
-            for actor, routed in zip(self._actors, by_actor):
-                for offset in range(0, len(routed), step):
-                    ticket.add_parcel()
-                    await actor.inbox.put(Parcel(routed[offset : offset + step], ticket), deadline - loop.time())
-        except InboxClosed:
-            raise ShuttingDown("the daemon is shutting down") from None
-        except InboxFull:
-            raise  # parcels already queued are still written: resending them is idempotent
+        parcels = [
+            (actor, Parcel(routed[offset : offset + step], ticket))
+            for actor, routed in zip(self._actors, by_actor)
+            for offset in range(0, len(routed), step)
+        ]
+        for queued, (actor, parcel) in enumerate(parcels):
+            ticket.add_parcel()
+            try:
+                await actor.inbox.put(parcel)
+            except InboxClosed:
+                self.finish([parcel for _, parcel in parcels[queued:]], ShuttingDown("the daemon is shutting down"))
+                break
         ticket.parcel_done(None)  # give back the submitter's hold
         error = await ticket.wait()
         if isinstance(error, ShuttingDown):
             raise error
         if error is not None:
             raise StorageUnavailable(str(error) or type(error).__name__) from error
+
+    def finish(self, parcels: Sequence[Parcel], error: BaseException | None) -> None:
+        """Parcels leave the pipeline (written, failed or abandoned): free their room, tell their requests."""
+        for parcel in parcels:
+            self._admission.release(len(parcel.events))
+            parcel.ticket.parcel_done(error)
 
     async def write(self, events: Sequence[Event]) -> None:
         """Write one flush, retrying failed statements with backoff until `write_retry_seconds`."""
@@ -159,7 +171,6 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         for actor in self._actors:
-            for parcel in actor.inbox.drain():
-                parcel.ticket.parcel_done(ShuttingDown("shutdown timeout: events were not written"))
+            self.finish(actor.inbox.drain(), ShuttingDown("shutdown timeout: events were not written"))
         if pending:
             log.warning("shutdown: %d actors did not drain within %.1fs", len(pending), timeout)

@@ -51,11 +51,11 @@ class CassandraConfig:
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     actors: int = 0
-    inbox_events: int = 50_000
+    max_queued_events: int = 200_000
     flush_events: int = 5_000
     linger_ms: float = 5.0
     max_inflight_writes: int = 256
-    queue_wait: float = 5.0
+    queue_wait: float = 30.0
     write_retry_seconds: float = 5.0
     max_batch_events: int = 100_000
     max_body_bytes: int = 64 * 1024 * 1024
@@ -232,9 +232,9 @@ def _validate(config: Config) -> None:
         (config.ingest.actors >= 0, "ingest.actors", "must be 0 (one per core) or more"),
         (config.ingest.flush_events >= 1, "ingest.flush_events", "must be at least 1"),
         (
-            config.ingest.inbox_events >= config.ingest.flush_events,
-            "ingest.inbox_events",
-            "must be at least ingest.flush_events",
+            config.ingest.max_queued_events >= config.ingest.max_batch_events,
+            "ingest.max_queued_events",
+            "must be at least ingest.max_batch_events (a request is admitted whole)",
         ),
         (config.ingest.linger_ms >= 0, "ingest.linger_ms", "must not be negative"),
         (config.ingest.max_inflight_writes >= 1, "ingest.max_inflight_writes", "must be at least 1"),

@@ -1,4 +1,4 @@
-"""An actor's bounded inbox, measured in events, and the ticket a request waits on for durability."""
+"""An actor's inbox of parcels and the ticket a request waits on until its events are durable."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from dataclasses import dataclass
 from daemon.events import Event
 
 
-class InboxFull(Exception):
-    """No room for the events within the allowed wait: the caller answers 503 with Retry-After."""
-
-
 class InboxClosed(Exception):
     """The actor is shutting down and takes no more events."""
 
@@ -23,7 +19,7 @@ class Ticket:
 
     The submitter holds one count while it queues parcels (parcels may finish before the last is
     queued) and gives it back with `parcel_done(None)`. Results are passed with `set_result`,
-    never `set_exception`: a client that gave up (503 on a full inbox) leaves a ticket nobody
+    never `set_exception`: a client that went away leaves a ticket nobody
     awaits, and that must not log "exception never retrieved".
     """
 
@@ -60,14 +56,13 @@ class Parcel:
 
 
 class Inbox:
-    """A FIFO of parcels holding at most `capacity` events; senders wait for room, bounded in time."""
+    """An actor's FIFO of parcels. Unbounded by itself: `Admission` bounds what all inboxes hold."""
 
-    __slots__ = ("_parcels", "_size", "_capacity", "_closed", "_changed")
+    __slots__ = ("_parcels", "_size", "_closed", "_changed")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self) -> None:
         self._parcels: deque[Parcel] = deque()
         self._size = 0
-        self._capacity = capacity
         self._closed = False
         self._changed = asyncio.Condition()
 
@@ -75,21 +70,13 @@ class Inbox:
     def size(self) -> int:
         return self._size
 
-    async def put(self, parcel: Parcel, timeout: float) -> None:
-        """Queue a parcel, waiting up to `timeout` seconds for room; an empty inbox takes any size."""
+    async def put(self, parcel: Parcel) -> None:
         async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._closed or self._fits(parcel)), timeout)
-            except TimeoutError:
-                raise InboxFull from None
             if self._closed:
                 raise InboxClosed
             self._parcels.append(parcel)
             self._size += len(parcel.events)
             self._changed.notify_all()
-
-    def _fits(self, parcel: Parcel) -> bool:
-        return self._size == 0 or self._size + len(parcel.events) <= self._capacity
 
     async def take(self, max_events: int, linger: float) -> list[Parcel] | None:
         """Wait for a parcel, linger up to `linger` s for more, return up to `max_events`; None once closed and empty."""
@@ -111,7 +98,6 @@ class Inbox:
                 taken.append(parcel)
                 count += len(parcel.events)
             self._size -= count
-            self._changed.notify_all()
             return taken
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the bounded inbox and the durability ticket."""
+"""Unit tests of admission, the actor inbox and the durability ticket."""
 
 from __future__ import annotations
 
@@ -9,41 +9,72 @@ import pytest
 
 from daemon.actors import partition_of
 from daemon.events import Event
-from daemon.inbox import Inbox, InboxClosed, InboxFull, Parcel, Ticket
+from daemon.admission import Admission, Overloaded
+from daemon.inbox import Inbox, InboxClosed, Parcel, Ticket
 
 
 def events(count: int) -> list[Event]:
     return [Event("start", f"p{i}", uuid.uuid4(), 0, "FI") for i in range(count)]
 
 
-async def test_put_waits_for_room_then_times_out() -> None:
-    inbox = Inbox(capacity=10)
-    await inbox.put(Parcel(events(8), Ticket()), timeout=1)
-    with pytest.raises(InboxFull):
-        await inbox.put(Parcel(events(5), Ticket()), timeout=0.05)
-    waiter = asyncio.create_task(inbox.put(Parcel(events(5), Ticket()), timeout=5))
+async def test_admission_is_whole_or_nothing_and_times_out() -> None:
+    admission = Admission(capacity=10)
+    await admission.acquire(8, timeout=1)
+    with pytest.raises(Overloaded):
+        await admission.acquire(5, timeout=0.05)
+    assert admission.queued == 8  # the refused request took nothing
+    waiter = asyncio.create_task(admission.acquire(5, timeout=5))
     await asyncio.sleep(0)
-    taken = await inbox.take(max_events=100, linger=0)
-    assert taken is not None and len(taken[0].events) == 8
+    admission.release(2)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # 4 free: not enough for 5
+    admission.release(1)
     await waiter
-    assert inbox.size == 5
+    assert admission.queued == 10
+
+
+async def test_admission_is_first_come_first_served() -> None:
+    admission = Admission(capacity=10)
+    await admission.acquire(10, timeout=1)
+    big = asyncio.create_task(admission.acquire(9, timeout=5))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(admission.acquire(1, timeout=5))
+    await asyncio.sleep(0)
+    admission.release(2)  # room for the small one, but the big one came first
+    await asyncio.sleep(0)
+    assert not small.done() and not big.done()
+    admission.release(8)
+    await asyncio.gather(big, small)
+    assert admission.queued == 10
+
+
+async def test_a_waiter_that_gives_up_lets_the_next_one_in() -> None:
+    admission = Admission(capacity=10)
+    await admission.acquire(6, timeout=1)
+    big = asyncio.create_task(admission.acquire(8, timeout=0.05))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(admission.acquire(4, timeout=5))
+    with pytest.raises(Overloaded):
+        await big
+    await small
+    assert admission.queued == 10
 
 
 async def test_take_lingers_then_groups_parcels_up_to_the_flush_size() -> None:
-    inbox = Inbox(capacity=100)
+    inbox = Inbox()
     for size in (3, 3, 3):
-        await inbox.put(Parcel(events(size), Ticket()), timeout=1)
+        await inbox.put(Parcel(events(size), Ticket()))
     taken = await inbox.take(max_events=7, linger=0.01)
     assert taken is not None and [len(p.events) for p in taken] == [3, 3]
     assert inbox.size == 3
 
 
 async def test_close_drains_then_ends_and_refuses_new_parcels() -> None:
-    inbox = Inbox(capacity=100)
-    await inbox.put(Parcel(events(2), Ticket()), timeout=1)
+    inbox = Inbox()
+    await inbox.put(Parcel(events(2), Ticket()))
     await inbox.close()
     with pytest.raises(InboxClosed):
-        await inbox.put(Parcel(events(1), Ticket()), timeout=1)
+        await inbox.put(Parcel(events(1), Ticket()))
     assert await inbox.take(10, 0) is not None
     assert await inbox.take(10, 0) is None
 

@@ -83,7 +83,7 @@ async def test_unknown_routes_and_methods_answer_json(client: TestClient) -> Non
 
 async def test_shutdown_drains_accepted_events(shared_keyspace: str, aiohttp_client: AiohttpClient, cassandra_admin: Any) -> None:
     """Events queued when shutdown starts are written before the Cassandra session closes."""
-    config = config_for(shared_keyspace, ingest={"linger_ms": 500.0, "flush_events": 100_000, "inbox_events": 100_000})
+    config = config_for(shared_keyspace, ingest={"linger_ms": 500.0, "flush_events": 100_000, "max_queued_events": 100_000})
     client = await aiohttp_client(create_app(config))
     pipeline = client.app[PIPELINE]
     player = new_player()

@@ -141,10 +141,13 @@ async def test_no_acknowledged_event_is_lost_across_an_outage(
 async def test_full_inboxes_answer_503_in_bounded_time(
     shared_keyspace: str, aiohttp_client: AiohttpClient, paused_node: Any
 ) -> None:
-    """While Cassandra hangs, an actor's inbox fills; the next request waits `queue_wait`, then 503."""
+    """While Cassandra hangs the queued events fill the admission; the next request waits `queue_wait`, then 503."""
     config = config_for(
         shared_keyspace,
-        ingest={"actors": 1, "flush_events": 10, "inbox_events": 10, "queue_wait": 0.3, "write_retry_seconds": 3.0},
+        ingest={
+            "actors": 1, "flush_events": 10, "max_batch_events": 20, "max_queued_events": 20,
+            "queue_wait": 0.3, "write_retry_seconds": 3.0,
+        },
         cassandra={"request_timeout": 1.0},
     )
     client = await aiohttp_client(create_app(config))
@@ -152,14 +155,14 @@ async def test_full_inboxes_answer_503_in_bounded_time(
     backlog = [start(player, str(uuid.uuid4()), "2016-11-29T10:00:00") for _ in range(20)]
     paused_node.pause()
     try:
-        first = asyncio.create_task(post_events(client, backlog))  # 10 in flight, 10 queued
+        first = asyncio.create_task(post_events(client, backlog))  # admitted whole: 10 in flight, 10 queued
         await asyncio.sleep(0.2)
         loop = asyncio.get_running_loop()
         started = loop.time()
         second = await post_events(client, [start(player, str(uuid.uuid4()), "2016-11-29T11:00:00")])
         assert second.status == 503
         assert (await second.json())["error"] == "ingest queues are full; retry shortly"
-        assert second.headers["Retry-After"] == "1"
+        assert second.headers["Retry-After"] == "5"
         assert loop.time() - started < 2.0
     finally:
         paused_node.resume()

@@ -7,15 +7,18 @@ import logging
 from aiohttp import web
 
 from daemon.actors import ShuttingDown, StorageUnavailable
+from daemon.admission import Overloaded
 from daemon.events import datetime_to_ms
-from daemon.inbox import InboxFull
 from daemon.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
 from web.errors import json_error, json_response
 from web.keys import CLOCK, CONFIG, PIPELINE
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = "1"
+# Seconds a client should wait before retrying: a saturated daemon already made it wait
+# `queue_wait`, while a Cassandra hiccup is usually over quickly.
+RETRY_AFTER_OVERLOADED = "5"
+RETRY_AFTER_UNAVAILABLE = "1"
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -40,18 +43,18 @@ async def store_intake(app: web.Application, intake: Intake) -> web.Response:
     """Wait for the accepted events to be durable; 200, or 400 when some were rejected; 503 if not stored."""
     try:
         await app[PIPELINE].submit(intake.accepted)
-    except InboxFull:
-        return _unavailable("ingest queues are full; retry shortly")
+    except Overloaded:
+        return _unavailable("ingest queues are full; retry shortly", RETRY_AFTER_OVERLOADED)
     except StorageUnavailable as exc:
         log.warning("ingest: %d events not stored: %s", len(intake.accepted), exc)
-        return _unavailable(f"Cassandra did not acknowledge the writes: {exc}")
+        return _unavailable(f"Cassandra did not acknowledge the writes: {exc}", RETRY_AFTER_UNAVAILABLE)
     except ShuttingDown as exc:
-        return _unavailable(str(exc))
+        return _unavailable(str(exc), RETRY_AFTER_UNAVAILABLE)
     return json_response(intake.summary(), status=400 if intake.rejected else 200)
 
 
-def _unavailable(reason: str) -> web.Response:
-    return json_error(503, reason, headers={"Retry-After": RETRY_AFTER_SECONDS})
+def _unavailable(reason: str, retry_after: str) -> web.Response:
+    return json_error(503, reason, headers={"Retry-After": retry_after})
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
