@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from cassandra import ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
@@ -20,8 +20,8 @@ from daemon.config import CassandraConfig
 
 log = logging.getLogger(__name__)
 
-Query = str | Statement | PreparedStatement
-Params = Sequence[Any] | None
+Query: TypeAlias = str | Statement | PreparedStatement
+Params: TypeAlias = Sequence[Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,9 @@ class Database:
     async def prepare(self, query: str) -> PreparedStatement:
         return await asyncio.to_thread(self.session.prepare, query)
 
-    async def execute(self, query: Query, params: Params = None, fetch_size: int | None = 5000) -> list[tuple[Any, ...]]:
+    async def execute(
+        self, query: Query, params: Params = None, fetch_size: int | None = 5000
+    ) -> list[tuple[Any, ...]]:
         """Run a query and collect every page of its result."""
         rows: list[tuple[Any, ...]] = []
         paging_state: bytes | None = None

@@ -95,7 +95,7 @@ class Reads:
             results = await asyncio.gather(
                 *(self._hour_starts(country, hour, start_ms, end_ms, want, after) for hour in batch)
             )
-            for hour, rows in zip(batch, results):
+            for hour, rows in zip(batch, results, strict=True):
                 found.extend((hour, row) for row in rows)
             wave = min(wave * 2, 64)
         page = found[:limit]

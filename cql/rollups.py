@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 from cassandra.query import PreparedStatement
 

@@ -46,7 +46,7 @@ async def apply_schema(db: Database, config: CassandraConfig, keyspace: str | No
     await db.execute(
         f"INSERT INTO {keyspace or config.keyspace}.schema_version (component, version, applied_at)"
         " VALUES ('player-session-service', %s, %s)",
-        (SCHEMA_VERSION, dt.datetime.now(dt.timezone.utc)),
+        (SCHEMA_VERSION, dt.datetime.now(dt.UTC)),
     )
     await asyncio.to_thread(db.cluster.refresh_schema_metadata)
     return statements

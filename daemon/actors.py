@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 from cql.driver import Database
 from cql.writes import EventWriter
+from daemon.admission import Admission
 from daemon.clock import Clock
 from daemon.config import IngestConfig
 from daemon.events import MS_PER_DAY, Event, datetime_to_ms
-from daemon.admission import Admission
 from daemon.inbox import Inbox, InboxClosed, Parcel, Ticket
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Pipeline:
         step = self.config.flush_events
         parcels = [
             (actor, Parcel(routed[offset : offset + step], ticket))
-            for actor, routed in zip(self._actors, by_actor)
+            for actor, routed in zip(self._actors, by_actor, strict=True)
             for offset in range(0, len(routed), step)
         ]
         for queued, (actor, parcel) in enumerate(parcels):
@@ -146,7 +146,7 @@ class Pipeline:
         delay = 0.05
         while True:
             errors = await self._db.execute_many(statements, self._write_concurrency)
-            failed = [statement for statement, error in zip(statements, errors) if error is not None]
+            failed = [statement for statement, error in zip(statements, errors, strict=True) if error is not None]
             if not failed:
                 break
             first = next(error for error in errors if error is not None)

@@ -118,7 +118,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     elif path != DEFAULT_PATH:
         raise ConfigError(f"{path}: config file not found")
-    config = _build(Config, raw, "", environ)
+    config: Config = _build(Config, raw, "", environ)
     _validate(config)
     return config
 
@@ -136,7 +136,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str, environ: Mapping[str,
         key = f"{prefix}{name}"
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, raw.get(name, {}), f"{key}.", environ)
+            values[name] = _build(typing.cast(type, hint), raw.get(name, {}), f"{key}.", environ)
             continue
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
         if env_name in environ:

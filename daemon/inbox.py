@@ -79,7 +79,10 @@ class Inbox:
             self._changed.notify_all()
 
     async def take(self, max_events: int, linger: float) -> list[Parcel] | None:
-        """Wait for a parcel, linger up to `linger` s for more, return up to `max_events`; None once closed and empty."""
+        """Wait for a parcel, linger up to `linger` s for more, return up to `max_events`.
+
+        Returns None once the inbox is closed and empty.
+        """
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._parcels) or self._closed)
             if not self._parcels:

@@ -1,12 +1,14 @@
-"""Reads numbered line ranges of the compatibility route's server-side JSON Lines file."""
+"""The compatibility route's server-side JSON Lines file: numbered line ranges and their shared claim."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from cql.compat import LineClaims
 from daemon.jsonl import open_jsonl
 
 
@@ -38,3 +40,14 @@ class RawFile:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+
+class CompatFeed:
+    """GET /add/<n>'s configured file and the shared claim on its lines."""
+
+    __slots__ = ("raw_file", "claims", "lock")
+
+    def __init__(self, raw_file: RawFile, claims: LineClaims) -> None:
+        self.raw_file = raw_file
+        self.claims = claims
+        self.lock = asyncio.Lock()  # one claim at a time per process keeps the reader sequential

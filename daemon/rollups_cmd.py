@@ -8,7 +8,7 @@ import asyncio
 from daemon.clock import Clock, parse_instant
 from daemon.commands import CommandError, Subparsers, add_command
 from daemon.config import Config
-from daemon.events import MS_PER_DAY, MS_PER_MINUTE, datetime_to_ms
+from daemon.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, datetime_to_ms
 
 
 def register(subparsers: Subparsers) -> None:
@@ -22,9 +22,11 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     clock = Clock.from_setting(config.clock.now)
     now_ms = datetime_to_ms(clock.now())
+    oldest = now_ms - config.ingest.retention_days * MS_PER_DAY
+    newest = now_ms + int(config.ingest.max_future_hours * MS_PER_HOUR)
     try:
-        since = datetime_to_ms(parse_instant(args.since)) if args.since else now_ms - config.ingest.retention_days * MS_PER_DAY
-        until = datetime_to_ms(parse_instant(args.until)) if args.until else now_ms + int(config.ingest.max_future_hours * 3_600_000)
+        since = datetime_to_ms(parse_instant(args.since)) if args.since else oldest
+        until = datetime_to_ms(parse_instant(args.until)) if args.until else newest
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if until <= since:

@@ -12,7 +12,7 @@ from cql.compat import LineClaims
 from cql.reads import StartPosition
 from daemon.events import datetime_to_ms, ms_to_datetime
 from daemon.intake import NDJSON, Rules, read_body
-from daemon.rawfile import RawFile
+from daemon.rawfile import CompatFeed, RawFile
 from web.errors import json_response
 from web.ingest import store_intake
 from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS
@@ -22,17 +22,6 @@ from web.queries import complete_sessions, window
 MAX_ADD = 100_000
 FETCH_PAGE = 10_000
 ORIGINAL_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-class CompatFeed:
-    """The configured file and the shared claim on its lines."""
-
-    __slots__ = ("raw_file", "claims", "lock")
-
-    def __init__(self, raw_file: RawFile, claims: LineClaims) -> None:
-        self.raw_file = raw_file
-        self.claims = claims
-        self.lock = asyncio.Lock()
 
 
 def _original_time(ts_ms: int) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from cql.driver import Database
@@ -13,10 +11,8 @@ from daemon.actors import Pipeline
 from daemon.clock import Clock
 from daemon.config import Config
 from daemon.live import LiveHub
+from daemon.rawfile import CompatFeed
 from daemon.rollups import RollupRefresher
-
-if TYPE_CHECKING:
-    from web.compat import CompatFeed
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
@@ -26,4 +22,4 @@ ROLLUPS = web.AppKey("rollups", RollupStore)
 REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 PIPELINE = web.AppKey("pipeline", Pipeline)
-COMPAT_FEED = web.AppKey("compat_feed", "CompatFeed")
+COMPAT_FEED = web.AppKey("compat_feed", CompatFeed)
