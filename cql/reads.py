@@ -86,7 +86,9 @@ class Reads:
         hour_rows = await self._db.execute(self._hours, (country, start_ms // MS_PER_HOUR, last_hour))
         hours = [hour for (hour,) in hour_rows]  # newest first (clustering order)
         found: list[tuple[int, StoredStart]] = []
-        wave = 4
+        # First wave small (a busy hour can fill a page alone), then wider: every wave is one
+        # round trip, and sparse countries need one read per non-empty hour.
+        wave = 8
         index = 0
         while index < len(hours) and len(found) <= limit:
             batch = hours[index : index + wave]
@@ -97,7 +99,7 @@ class Reads:
             )
             for hour, rows in zip(batch, results, strict=True):
                 found.extend((hour, row) for row in rows)
-            wave = min(wave * 2, 64)
+            wave = min(wave * 4, 256)
         page = found[:limit]
         if len(found) <= limit or not page:
             return [start for _, start in page], None
