@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -16,8 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -335,6 +337,12 @@ def bench_config() -> Config:
     return load_config(path if path.exists() else None)
 
 
+def keyspace_config(keyspace: str) -> Config:
+    """The bench's config: the checkout's, pointed at the bench keyspace."""
+    base = bench_config()
+    return dataclasses.replace(base, cassandra=dataclasses.replace(base.cassandra, keyspace=keyspace))
+
+
 @contextlib.asynccontextmanager
 async def connected(config: Config) -> AsyncIterator[Database]:
     db = await Database.connect(config.cassandra)
@@ -359,6 +367,31 @@ async def truncate(db: Database, keyspace: str, tables: Sequence[str]) -> float:
 
 
 # -- the daemon -----------------------------------------------------------------------------
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+@contextlib.contextmanager
+def keyspace_lock(keyspace: str) -> Iterator[None]:
+    """One bench per keyspace on this machine: another would TRUNCATE the tables under it."""
+    path = Path(tempfile.gettempdir()) / f"pss-bench-{keyspace}.lock"
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchError(f"another bench is using keyspace {keyspace}; choose one with --keyspace") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def log_path(directory: Path, name: str) -> Path:
+    """A daemon log of this bench process (pid in the name: concurrent benches never share one)."""
+    return directory / "logs" / f"{name}-{os.getpid()}.log"
 
 
 def free_port() -> int:
@@ -409,6 +442,9 @@ class Daemon:
 
     @classmethod
     async def start(cls, spec: DaemonSpec) -> Daemon:
+        # Otherwise /readyz could answer from whoever holds the port while ours fails to bind.
+        if port_in_use(spec.port):
+            raise BenchError(f"port {spec.port} is already in use (another daemon or bench?); choose one with --port")
         daemon = await asyncio.to_thread(cls._spawn, spec)
         began = time.perf_counter()
         try:
@@ -451,6 +487,12 @@ class Daemon:
                             return
                 await asyncio.sleep(READY_POLL)
         raise BenchError(f"daemon not ready within {READY_TIMEOUT:.0f}s; log: {self.spec.log_path}")
+
+    def check_alive(self) -> None:
+        """Raise when the daemon is gone: requests would go to nobody, or to whoever takes the port."""
+        code = self.process.poll()
+        if code is not None:
+            raise BenchError(f"the daemon exited during the bench (code {code}); log: {self.spec.log_path}")
 
     async def stop(self) -> int:
         """SIGTERM (the daemon drains its actors), then SIGKILL if it outlives the timeout."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import io
 import json
 import math
@@ -30,7 +29,6 @@ from bench.common import (
     DaemonSpec,
     Machine,
     RssSampler,
-    bench_config,
     cassandra_pid,
     client_session,
     command_line,
@@ -41,6 +39,9 @@ from bench.common import (
     fmt_number,
     fmt_ratio,
     int_list,
+    keyspace_config,
+    keyspace_lock,
+    log_path,
     machine_markdown,
     markdown_table,
     median,
@@ -270,13 +271,17 @@ async def service_run(
     """A fresh daemon on emptied tables; events/s, POST latencies, its CPU and peak RSS."""
     options = ctx.options
     truncated = await truncate(ctx.db, options.keyspace, DATA_TABLES)
-    log_path = options.results_dir / "logs" / f"ingest-daemon-{label}.log"
-    spec = DaemonSpec(options.keyspace, options.port, log_path, env or {})
+    spec = DaemonSpec(options.keyspace, options.port, log_path(options.results_dir, f"ingest-{label}"), env or {})
     async with running_daemon(spec) as daemon, client_session(clients, POST_TIMEOUT) as session:
         meter = CpuMeter({"writer": daemon.pid, "cassandra": ctx.cassandra_pid, "client": os.getpid()})
         meter.start()
-        async with RssSampler(daemon.pid) as sampler:
-            posted = await post_batches(session, f"{spec.url}/v1/events", bodies, clients)
+        try:
+            async with RssSampler(daemon.pid) as sampler:
+                posted = await post_batches(session, f"{spec.url}/v1/events", bodies, clients)
+        except aiohttp.ClientError as exc:
+            daemon.check_alive()
+            raise BenchError(f"{label}: POST failed: {exc}") from None
+        daemon.check_alive()
         cpu = meter.stop()
         peak = status_kb(daemon.pid, "VmHWM")
     if not posted.failed and posted.accepted != events:
@@ -463,28 +468,33 @@ class IngestResult:
 
 
 async def bench(options: IngestOptions) -> IngestResult:
-    base = bench_config()
-    config = dataclasses.replace(base, cassandra=dataclasses.replace(base.cassandra, keyspace=options.keyspace))
+    config = keyspace_config(options.keyspace)
     say(f"generating {options.events:,} events (seed {options.seed})...")
     lines = make_lines(options.events, options.seed)
     events = parse_events(lines, config)
     grid, skipped = service_grid(options, len(lines))
-    async with connected(config) as db:
-        await ensure_schema(db, config, options.keyspace)
-        machine = await describe_machine(db, config)
-        ctx = Context(options, config, db, cassandra_pid(config))
-        say(f"service: {len(grid)} configurations × {options.runs} runs")
-        rows = await bench_service(ctx, lines, grid)
-        memory = await bench_memory(ctx, lines)
-        say("direct-driver baseline...")
-        direct = await bench_direct(ctx, events)
-        say("original design...")
-        original = await bench_original(ctx, lines)
-        await truncate(db, options.keyspace, DATA_TABLES + ORIGINAL_TABLES)  # leave no bench data behind
-    rows += memory
-    return IngestResult(
-        command_line(), options, machine, skipped, [*rows, direct, original], direct.rate, original.rate
-    )
+    with keyspace_lock(options.keyspace):
+        async with connected(config) as db:
+            await ensure_schema(db, config, options.keyspace)
+            machine = await describe_machine(db, config)
+            rows = await bench_all(Context(options, config, db, cassandra_pid(config)), lines, events, grid)
+    direct, original = rows[-2:]
+    return IngestResult(command_line(), options, machine, skipped, rows, direct.rate, original.rate)
+
+
+async def bench_all(
+    ctx: Context, lines: Sequence[bytes], events: Sequence[Event], grid: Sequence[tuple[int, int]]
+) -> list[Row]:
+    """The service configurations, the memory check, then the two baselines (last, in that order)."""
+    say(f"service: {len(grid)} configurations × {ctx.options.runs} runs")
+    rows = await bench_service(ctx, lines, grid)
+    rows += await bench_memory(ctx, lines)
+    say("direct-driver baseline...")
+    rows.append(await bench_direct(ctx, events))
+    say("original design...")
+    rows.append(await bench_original(ctx, lines))
+    await truncate(ctx.db, ctx.options.keyspace, DATA_TABLES + ORIGINAL_TABLES)  # leave no bench data behind
+    return rows
 
 
 def row_record(row: Row, direct_rate: float, original_rate: float) -> dict[str, Any]:

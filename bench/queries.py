@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import datetime as dt
 import random
 import tempfile
@@ -26,7 +25,6 @@ from bench.common import (
     Daemon,
     DaemonSpec,
     Machine,
-    bench_config,
     cassandra_pid,
     client_session,
     command_line,
@@ -36,6 +34,9 @@ from bench.common import (
     fmt_ms,
     fmt_number,
     int_list,
+    keyspace_config,
+    keyspace_lock,
+    log_path,
     machine_markdown,
     markdown_table,
     percentile,
@@ -309,15 +310,17 @@ async def warm_up(session: aiohttp.ClientSession, url: str, query: Query, count:
 
 
 async def measure_phase(
-    session: aiohttp.ClientSession, url: str, queries: Sequence[Query], options: QueryOptions, meter: CpuMeter,
-    phase: str,
+    session: aiohttp.ClientSession, daemon: Daemon, queries: Sequence[Query], options: QueryOptions,
+    meter: CpuMeter, phase: str,
 ) -> list[Measurement]:
     rng = random.Random(options.seed)
+    url = daemon.spec.url
     results = []
     for query in queries:
         await warm_up(session, url, query, options.warmup, rng)
         for concurrency in options.concurrency:
             measured = await measure(session, url, query, concurrency, options.duration, rng, meter, phase)
+            daemon.check_alive()  # a dead daemon's numbers (or its port's next owner's) are worthless
             say(
                 f"  {phase}: {query.route} × {concurrency}: {measured.rate:,.0f} req/s, "
                 f"p50 {percentile(measured.latencies_ms, 50):.1f} ms, p99 {percentile(measured.latencies_ms, 99):.1f} ms"
@@ -417,54 +420,76 @@ async def prepare_dataset(
     return gather_facts(dataset_lines(options)), None
 
 
-async def bench(options: QueryOptions) -> dict[str, Any]:
-    base = bench_config()
-    config = dataclasses.replace(base, cassandra=dataclasses.replace(base.cassandra, keyspace=options.keyspace))
+@dataclass(slots=True)
+class QueryResult:
+    command: str
+    options: QueryOptions
+    machine: Machine
+    facts: Facts
+    load: dict[str, Any] | None  # None when the keyspace already held the dataset
+    settle: dict[str, Any]
+    ingest: dict[str, Any] | None  # the background ingest, with --with-ingest
+    measurements: list[Measurement]
+
+    def record(self) -> dict[str, Any]:
+        """Everything for the JSON file (latencies reduced to percentiles)."""
+        facts = self.facts
+        dataset = {"events": self.options.events, "seed": self.options.seed, "countries": len(facts.countries),
+                   "players": len(facts.players), "starts_until_now": facts.starts_until_now}
+        return {
+            "command": self.command, "options": self.options, "machine": self.machine, "dataset": dataset,
+            "load": self.load, "settle": self.settle, "background_ingest": self.ingest,
+            "measurements": [record(item) for item in self.measurements],
+        }
+
+
+async def bench(options: QueryOptions) -> QueryResult:
+    config = keyspace_config(options.keyspace)
     fresh = fresh_lines(options) if options.with_ingest else []
-    spec = DaemonSpec(options.keyspace, options.port, options.results_dir / "logs" / "queries-daemon.log")
-    async with connected(config) as db:
-        await ensure_schema(db, config, options.keyspace)
-        await ensure_marker_table(db, options.keyspace)
-        machine = await describe_machine(db, config)
-        async with running_daemon(spec) as daemon:
-            facts, loaded = await prepare_dataset(db, options, spec.url)
-            measurements, settled, ingest = await measure_all(db, daemon, facts, fresh, options, cassandra_pid(config))
-            if loaded is not None and settled["total"] == facts.starts_until_now:
-                await write_marker(db, options)  # only once the rollups are right: anything else reloads
-    return {
-        "command": command_line(),
-        "options": options,
-        "machine": machine,
-        "dataset": {"events": options.events, "seed": options.seed, "countries": len(facts.countries),
-                    "players": len(facts.players), "starts_until_now": facts.starts_until_now},
-        "load": loaded,
-        "settle": settled,
-        "background_ingest": ingest,
-        "measurements": measurements,
-    }
+    spec = DaemonSpec(options.keyspace, options.port, log_path(options.results_dir, "queries-daemon"))
+    connections = max(options.concurrency) + options.ingest_clients
+    with keyspace_lock(options.keyspace):
+        async with connected(config) as db:
+            await ensure_schema(db, config, options.keyspace)
+            await ensure_marker_table(db, options.keyspace)
+            machine = await describe_machine(db, config)
+            async with running_daemon(spec) as daemon, client_session(connections, REQUEST_TIMEOUT) as session:
+                facts, loaded = await prepare_dataset(db, options, spec.url)
+                settled = await settle_rollups(session, daemon, facts, options)
+                if loaded is not None and settled["total"] == facts.starts_until_now:
+                    await write_marker(db, options)  # only once the rollups are right: anything else reloads
+                measurements, ingest = await measure_all(session, daemon, facts, fresh, options, cassandra_pid(config))
+    return QueryResult(command_line(), options, machine, facts, loaded, settled, ingest, measurements)
+
+
+async def settle_rollups(
+    session: aiohttp.ClientSession, daemon: Daemon, facts: Facts, options: QueryOptions
+) -> dict[str, Any]:
+    say("waiting for the rollups to settle...")
+    settled = await settle(session, daemon.spec.url, facts.starts_until_now, options.settle_timeout)
+    daemon.check_alive()
+    say(f"settled at {settled['total']:,} starts after {settled['seconds']:.0f} s")
+    return settled
 
 
 async def measure_all(
-    db: Database, daemon: Daemon, facts: Facts, fresh: Sequence[bytes], options: QueryOptions, node_pid: int | None
-) -> tuple[list[Measurement], dict[str, Any], dict[str, Any] | None]:
-    url = daemon.spec.url
+    session: aiohttp.ClientSession, daemon: Daemon, facts: Facts, fresh: Sequence[bytes], options: QueryOptions,
+    node_pid: int | None,
+) -> tuple[list[Measurement], dict[str, Any] | None]:
     queries = queries_for(facts)
     meter = CpuMeter({"daemon": daemon.pid, "cassandra": node_pid})
-    connections = max(options.concurrency) + options.ingest_clients
-    async with client_session(connections, REQUEST_TIMEOUT) as session:
-        say("waiting for the rollups to settle...")
-        settled = await settle(session, url, facts.starts_until_now, options.settle_timeout)
-        say(f"settled at {settled['total']:,} starts after {settled['seconds']:.0f} s")
-        measurements = await measure_phase(session, url, queries, options, meter, "alone")
-        ingest = None
-        if options.with_ingest:
-            async with BackgroundIngest(session, url, fresh, options) as background:
-                measurements += await measure_phase(session, url, queries, options, meter, "with ingest")
-            ingest = {"events": background.events, "seconds": background.seconds, "events_per_second": background.rate,
-                      "retries": background.retries, "batch": options.ingest_batch, "clients": options.ingest_clients,
-                      "target_rate": options.ingest_rate}
-            say(f"background ingest: {background.rate:,.0f} events/s over {background.seconds:.0f} s")
-    return measurements, settled, ingest
+    measurements = await measure_phase(session, daemon, queries, options, meter, "alone")
+    if not options.with_ingest:
+        return measurements, None
+    async with BackgroundIngest(session, daemon.spec.url, fresh, options) as background:
+        measurements += await measure_phase(session, daemon, queries, options, meter, "with ingest")
+    say(f"background ingest: {background.rate:,.0f} events/s over {background.seconds:.0f} s")
+    ingest = {
+        "events": background.events, "seconds": background.seconds, "events_per_second": background.rate,
+        "retries": background.retries, "batch": options.ingest_batch, "clients": options.ingest_clients,
+        "target_rate": options.ingest_rate,
+    }
+    return measurements, ingest
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -505,35 +530,36 @@ def record(item: Measurement) -> dict[str, Any]:
     }
 
 
-def report(result: dict[str, Any]) -> str:
-    options: QueryOptions = result["options"]
-    machine: Machine = result["machine"]
-    dataset = result["dataset"]
-    lines = [
-        f"`{result['command']}`",
-        "",
-        machine_markdown(machine),
-        "",
-        f"Dataset: {dataset['events']:,} generated events (seed {dataset['seed']}), {dataset['players']:,} players, "
-        f"{dataset['countries']} countries; service clock frozen at {DEMO_NOW}. "
-        + (f"Loaded through the daemon in {result['load']['seconds']:.0f} s "
-           f"({result['load']['events_per_second']:,.0f} events/s). " if result["load"] else "Already loaded. ")
-        + f"Rollups settled at {result['settle']['total']:,} starts (expected {result['settle']['expected']:,}) "
-        f"after {result['settle']['seconds']:.0f} s.",
-        (
-            f"Each cell: {options.duration:g} s of closed-loop clients on one keep-alive pool, after "
-            f"{options.warmup} warm-up requests; {{C}} and {{id}} drawn at random from the dataset."
-        ),
-    ]
-    ingest = result["background_ingest"]
+def report(result: QueryResult) -> str:
+    parts = [f"`{result.command}`", machine_markdown(result.machine), " ".join(legend(result))]
+    parts.append(markdown_table(HEADERS, [table_row(item) for item in result.measurements]))
+    return "\n\n".join(parts)
+
+
+def legend(result: QueryResult) -> list[str]:
+    options, facts, settled = result.options, result.facts, result.settle
+    loaded = (
+        f"Loaded through the daemon in {result.load['seconds']:.0f} s ({result.load['events_per_second']:,.0f} events/s)."
+        if result.load else "Already loaded (marker row)."
+    )
+    dataset = (
+        f"Dataset: {options.events:,} generated events (seed {options.seed}), {len(facts.players):,} players, "
+        f"{len(facts.countries)} countries; service clock frozen at {DEMO_NOW}."
+    )
+    cells = (
+        f"Each cell: {options.duration:g} s of closed-loop clients on one keep-alive pool, after "
+        f"{options.warmup} warm-up requests per route; {{C}} and {{id}} drawn at random from the dataset."
+    )
+    rollups = f"Rollups settled at {settled['total']:,} starts (expected {settled['expected']:,}) after {settled['seconds']:.0f} s."
+    lines = [dataset, loaded, rollups, cells]
+    ingest = result.ingest
     if ingest:
         pace = f"paced at {ingest['target_rate']:,.0f} events/s" if ingest["target_rate"] else "unpaced"
         lines.append(
-            f"With ingest: {ingest['clients']} clients posting {ingest['batch']:,}-event batches of fresh events ({pace}) "
-            f"sustained {ingest['events_per_second']:,.0f} events/s during the phase ({ingest['retries']} 503 retries)."
+            f"With ingest: {ingest['clients']} clients posting {ingest['batch']:,}-event batches of fresh events "
+            f"({pace}) sustained {ingest['events_per_second']:,.0f} events/s ({ingest['retries']} 503 retries)."
         )
-    lines += ["", markdown_table(HEADERS, [table_row(item) for item in result["measurements"]])]
-    return "\n".join(lines)
+    return lines
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -550,7 +576,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ingest-rate", type=float, default=d.ingest_rate, help="background events/s; 0 = unpaced (default)")
     parser.add_argument("--ingest-batch", type=int, default=d.ingest_batch, help="background batch size (default: %(default)s)")
     parser.add_argument("--ingest-clients", type=int, default=d.ingest_clients, help="background clients (default: %(default)s)")
-    parser.add_argument("--keyspace", default=d.keyspace, help="bench keyspace (default: %(default)s)")
+    parser.add_argument(
+        "--keyspace", default=None,
+        help=f"bench keyspace (default: {d.keyspace}, or {d.keyspace}_N for --events N other than the default)",
+    )
     parser.add_argument("--port", type=int, default=d.port, help="port of the bench's daemon (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--no-load", dest="load", action="store_const", const="never", help="use the keyspace as it is")
@@ -562,10 +591,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run, load="auto")
 
 
+def default_keyspace(events: int) -> str:
+    """One keyspace per dataset size, so a quick run never reloads over the full dataset (or back)."""
+    defaults = QueryOptions()
+    return defaults.keyspace if events == defaults.events else f"{defaults.keyspace}_{events}"
+
+
 def options_from(args: argparse.Namespace) -> QueryOptions:
     options = QueryOptions(
         events=args.events, seed=args.seed, concurrency=args.concurrency, duration=args.duration,
-        with_ingest=args.with_ingest, keyspace=args.keyspace, port=args.port, load=args.load,
+        with_ingest=args.with_ingest, keyspace=args.keyspace or default_keyspace(args.events), port=args.port,
+        load=args.load,
         load_batch=args.load_batch, load_concurrency=args.load_concurrency, ingest_batch=args.ingest_batch,
         ingest_clients=args.ingest_clients, ingest_rate=args.ingest_rate, warmup=args.warmup,
         results_dir=args.results_dir,
@@ -581,7 +617,6 @@ def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     result = asyncio.run(bench(options))
     print(report(result))
-    data = {**result, "measurements": [record(item) for item in result["measurements"]]}
-    path = write_results("queries", data, options.results_dir)
+    path = write_results("queries", result.record(), options.results_dir)
     say(f"results written to {path}")
     return 0

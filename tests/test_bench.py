@@ -154,6 +154,35 @@ def test_cpu_model_and_memory_from_proc_text() -> None:
     assert common.memory_mb("MemTotal:       24684544 kB\nMemFree: 1 kB\n") == 24106
 
 
+def test_one_bench_per_keyspace() -> None:
+    keyspace = f"lock_test_{os.getpid()}"
+    with common.keyspace_lock(keyspace):
+        with pytest.raises(BenchError, match="another bench"):
+            with common.keyspace_lock(keyspace):
+                pass
+    with common.keyspace_lock(keyspace):  # released by the first holder
+        pass
+
+
+def test_port_in_use() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind((common.LOOPBACK, 0))
+        server.listen()
+        assert common.port_in_use(server.getsockname()[1])
+    assert not common.port_in_use(common.free_port())
+
+
+def test_a_dead_daemon_is_noticed(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait(timeout=30)
+    log = open(tmp_path / "log", "wb")  # noqa: SIM115 - closed by stop()
+    daemon = common.Daemon(common.DaemonSpec("ks", 1, tmp_path / "log"), process, log)
+    with pytest.raises(BenchError, match="exited during the bench"):
+        daemon.check_alive()
+    assert asyncio.run(daemon.stop()) == 0
+    assert log.closed
+
+
 # --- the ingest bench's pieces ----------------------------------------------------------------------
 
 
@@ -207,6 +236,13 @@ def test_fresh_events_fall_after_the_clock_and_inside_the_accepted_margin() -> N
     assert len(lines) == 500
     assert min(stamps) > "2016-12-01T00:00:00"
     assert max(stamps) < "2016-12-02T00:00:00"
+
+
+def test_each_dataset_size_has_its_keyspace() -> None:
+    parse = build_parser().parse_args
+    assert queries.options_from(parse(["queries"])).keyspace == "bench_queries"
+    assert queries.options_from(parse(["queries", "--events", "100000"])).keyspace == "bench_queries_100000"
+    assert queries.options_from(parse(["queries", "--events", "5", "--keyspace", "mine"])).keyspace == "mine"
 
 
 def test_query_paths_use_known_countries_and_players() -> None:
