@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiohttp
 
@@ -321,6 +321,18 @@ def write_results(kind: str, data: Mapping[str, Any], directory: Path) -> Path:
     path = directory / f"{kind}-{stamp}.json"
     path.write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+class Recordable(Protocol):
+    def record(self) -> Mapping[str, Any]: ...
+
+
+def publish(kind: str, result: Recordable, table: str, directory: Path) -> int:
+    """Print a benchmark's report and keep its full record as JSON; the exit code for `run`."""
+    print(table)
+    path = write_results(kind, result.record(), directory)
+    say(f"results written to {path}")
+    return 0
 
 
 def say(message: str) -> None:

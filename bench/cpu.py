@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import bench_config, connected, markdown_table, median
-from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
+from cql.binding import (
+    FastBinder,
+    encode_int,
+    encode_text,
+    encode_timestamp,
+    encode_uuid,
+)
 from cql.writes import EventWriter
 from daemon.events import MS_PER_DAY, Event
 from daemon.gen_model import GenOptions, generate

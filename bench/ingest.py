@@ -46,12 +46,12 @@ from bench.common import (
     markdown_table,
     median,
     percentile,
+    publish,
     ratio,
     running_daemon,
     say,
     status_kb,
     truncate,
-    write_results,
 )
 from cql.driver import Database
 from cql.writes import EventWriter
@@ -633,7 +633,4 @@ def options_from(args: argparse.Namespace) -> IngestOptions:
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     result = asyncio.run(bench(options))
-    print(report(result))
-    path = write_results("ingest", result.record(), options.results_dir)
-    say(f"results written to {path}")
-    return 0
+    return publish("ingest", result, report(result), options.results_dir)

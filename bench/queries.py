@@ -40,10 +40,10 @@ from bench.common import (
     machine_markdown,
     markdown_table,
     percentile,
+    publish,
     running_daemon,
     say,
     truncate,
-    write_results,
 )
 from bench.ingest import post_one
 from cql.driver import Database
@@ -616,7 +616,4 @@ def options_from(args: argparse.Namespace) -> QueryOptions:
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     result = asyncio.run(bench(options))
-    print(report(result))
-    path = write_results("queries", result.record(), options.results_dir)
-    say(f"results written to {path}")
-    return 0
+    return publish("queries", result, report(result), options.results_dir)

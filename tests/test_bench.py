@@ -156,10 +156,9 @@ def test_cpu_model_and_memory_from_proc_text() -> None:
 
 def test_one_bench_per_keyspace() -> None:
     keyspace = f"lock_test_{os.getpid()}"
-    with common.keyspace_lock(keyspace):
-        with pytest.raises(BenchError, match="another bench"):
-            with common.keyspace_lock(keyspace):
-                pass
+    with common.keyspace_lock(keyspace), pytest.raises(BenchError, match="another bench"):  # noqa: SIM117
+        with common.keyspace_lock(keyspace):
+            pass
     with common.keyspace_lock(keyspace):  # released by the first holder
         pass
 
