@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,14 +123,10 @@ class Reads:
         """
         rows = await self._db.execute(self._sessions, (player_id,))
         sessions = [
-            CompleteSession(session_id, country or "", _ms(start), _ms(end))
+            CompleteSession(session_id, country or "", datetime_to_ms(start), datetime_to_ms(end))
             for session_id, start, end, country in rows
             if start is not None and end is not None
         ]
         recent = [session for session in sessions if session.start_ms >= since_ms]
         recent.sort(key=lambda session: (session.start_ms, session.session_id), reverse=True)
         return recent[:limit]
-
-
-def _ms(value: dt.datetime) -> int:
-    return datetime_to_ms(value)
