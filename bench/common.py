@@ -39,6 +39,7 @@ DATA_TABLES = ("sessions_by_player", "starts_by_country", "start_hours_by_countr
 READY_TIMEOUT = 60.0
 READY_POLL = 0.1
 STOP_TIMEOUT = 90.0
+MAX_SAMPLES = 10_000_000  # RSS samples per block: days at 50 ms, a bound rather than a limit
 
 
 class BenchError(Exception):
@@ -127,7 +128,7 @@ class RssSampler:
         self._sample()
 
     async def _run(self) -> None:
-        while True:  # ends when __aexit__ cancels it
+        for _ in range(MAX_SAMPLES):  # normally ends when __aexit__ cancels it
             await asyncio.sleep(self.interval)
             self._sample()
 
@@ -386,11 +387,17 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex((LOOPBACK, port)) == 0
 
 
+def lock_path(keyspace: str, directory: Path | None = None) -> Path:
+    return (directory or Path(tempfile.gettempdir())) / f"pss-bench-{keyspace}.lock"
+
+
 @contextlib.contextmanager
-def keyspace_lock(keyspace: str) -> Iterator[None]:
-    """One bench per keyspace on this machine: another would TRUNCATE the tables under it."""
-    path = Path(tempfile.gettempdir()) / f"pss-bench-{keyspace}.lock"
-    with open(path, "a+b") as handle:
+def keyspace_lock(keyspace: str, directory: Path | None = None) -> Iterator[None]:
+    """One bench per keyspace on this machine: another would TRUNCATE the tables under it.
+
+    The file stays behind: unlinking it on release would let a late opener lock an orphan inode.
+    """
+    with open(lock_path(keyspace, directory), "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
