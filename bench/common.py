@@ -387,6 +387,12 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex((LOOPBACK, port)) == 0
 
 
+def check_keyspace(keyspace: str) -> None:
+    """Keyspace names are spliced into CQL, so only plain identifiers are accepted."""
+    if not keyspace.isidentifier():
+        raise BenchError(f"--keyspace must be a plain identifier, got {keyspace!r}")
+
+
 def lock_path(keyspace: str, directory: Path | None = None) -> Path:
     return (directory or Path(tempfile.gettempdir())) / f"pss-bench-{keyspace}.lock"
 

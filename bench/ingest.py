@@ -30,6 +30,7 @@ from bench.common import (
     Machine,
     RssSampler,
     cassandra_pid,
+    check_keyspace,
     client_session,
     command_line,
     connected,
@@ -625,8 +626,7 @@ def options_from(args: argparse.Namespace) -> IngestOptions:
     )
     if options.events < 1 or options.runs < 1 or options.original_events < 1 or options.direct_concurrency < 1:
         raise BenchError("--events, --runs, --original-events and --direct-concurrency must be at least 1")
-    if not options.keyspace.isidentifier():
-        raise BenchError(f"--keyspace must be a plain identifier, got {options.keyspace!r}")
+    check_keyspace(options.keyspace)
     return options
 
 

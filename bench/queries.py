@@ -26,6 +26,7 @@ from bench.common import (
     DaemonSpec,
     Machine,
     cassandra_pid,
+    check_keyspace,
     client_session,
     command_line,
     connected,
@@ -610,8 +611,7 @@ def options_from(args: argparse.Namespace) -> QueryOptions:
     )
     if options.events < 1 or options.duration <= 0:
         raise BenchError("--events must be at least 1 and --duration positive")
-    if not options.keyspace.isidentifier():
-        raise BenchError(f"--keyspace must be a plain identifier, got {options.keyspace!r}")
+    check_keyspace(options.keyspace)
     return options
 
 

@@ -88,10 +88,7 @@ class RollupStore:
 
     async def sum_partition(self, level: Level, bucket: int) -> Counter[str]:
         """The sum of every row of one rollup partition: the recount of the next coarser period."""
-        total: Counter[str] = Counter()
-        for _, counts in await self._db.execute(self._level, (level.name, bucket)):
-            total.update(counts or {})
-        return total
+        return await self._sum_rows(self._level, (level.name, bucket))
 
     async def write(self, level: Level, period: int, counts: Mapping[str, int], write_us: int, ttl: int) -> None:
         """Replace a period's whole map; the write time orders competing recounts (newest wins)."""
@@ -122,7 +119,11 @@ class RollupStore:
         return reads
 
     async def _sum_range(self, level: Level, bucket: int, first: int, last: int) -> Counter[str]:
+        return await self._sum_rows(self._level_range, (level.name, bucket, first, last))
+
+    async def _sum_rows(self, query: PreparedStatement, params: tuple[Any, ...]) -> Counter[str]:
+        """Add up the count maps of the (period, counts) rows a rollup query returns."""
         total: Counter[str] = Counter()
-        for _, counts in await self._db.execute(self._level_range, (level.name, bucket, first, last)):
+        for _, counts in await self._db.execute(query, params):
             total.update(counts or {})
         return total
