@@ -3,13 +3,16 @@
     python -m bench.fanout --url http://127.0.0.1:8080 --subscribers 500 --events 20000 --batch 1000
 
 Ingest is measured twice with the same number of events per run (median of `--runs`): with no
-subscriber connected, then with `--subscribers` websocket clients (spread over `--processes` worker
-processes so the readers are not the bottleneck of one Python process). The delivery delay of a
-start is its receipt time minus the time taken just before the POST that carried it was built and
-sent; it therefore includes the HTTP request, the Cassandra write and the fan-out. (Measuring from
-the POST's acknowledgement would give negative values: the daemon publishes a start before it
-answers the POST.) The send time travels inside the session id: its first 64 bits are the send
-time in nanoseconds.
+subscriber connected, then with `--subscribers` websocket clients, all subscribed to every
+country. `--sampled` of them decode every message and time it; the rest only count what arrives
+(bench/subscribers.py), spread over `--processes` worker processes. Every subscriber must account
+for every start (received, or reported dropped by a `lagged` notice) before a run ends.
+
+Delivery delay is measured two ways for each start a sampled subscriber receives: after the
+acknowledgement (its receipt time minus the time the 200 of the POST that carried it arrived;
+negative when the feed was faster than the HTTP answer), and after the send (minus the time just
+before that POST was sent, so it includes the POST's own Cassandra write). The send time travels
+inside the session id: its first 64 bits are the send time in nanoseconds.
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import multiprocessing
 import random
 import statistics
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -34,47 +35,14 @@ import aiohttp
 import orjson
 
 from bench.common import BenchError, fmt_ms, fmt_number, markdown_table, percentile, say
+from bench.subscribers import Delivery, worker_main
 
 COUNTRIES = ("US", "DE", "GB", "FI", "SE", "FR", "BR", "PL", "NO", "EE", "JP", "ES", "IT", "DK", "NL")
 WEIGHTS = (20, 12, 10, 9, 8, 7, 6, 5, 5, 4, 4, 3, 3, 2, 2)
-HISTOGRAM_BASE_MS = 0.01
-HISTOGRAM_GROWTH = 1.02  # buckets 2% wide: percentiles within 2%
 MAX_POST_ATTEMPTS = 10
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 Planned = tuple[str, str, str]  # player_id, country, ts
-
-
-class Histogram:
-    """Log-bucketed delays in milliseconds; mergeable across processes."""
-
-    __slots__ = ("counts",)
-
-    def __init__(self, counts: dict[int, int] | None = None) -> None:
-        self.counts: Counter[int] = Counter(counts or {})
-
-    def add(self, ms: float) -> None:
-        bucket = 0 if ms <= HISTOGRAM_BASE_MS else int(math.log(ms / HISTOGRAM_BASE_MS, HISTOGRAM_GROWTH)) + 1
-        self.counts[bucket] += 1
-
-    def merge(self, other: Histogram) -> None:
-        self.counts.update(other.counts)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def percentile(self, p: float) -> float | None:
-        total = self.total
-        if not total:
-            return None
-        rank = math.ceil(p / 100 * total)
-        seen = 0
-        for bucket in sorted(self.counts):
-            seen += self.counts[bucket]
-            if seen >= rank:
-                return HISTOGRAM_BASE_MS * HISTOGRAM_GROWTH**bucket
-        return None
 
 
 # --- event generation ----------------------------------------------------------------------------
@@ -109,10 +77,6 @@ def stamped_body(batch: Sequence[Planned], stamp_ns: int) -> bytes:
     )
 
 
-def stamp_of(session_id: str) -> int:
-    return int(session_id[:8] + session_id[9:13] + session_id[14:18], 16)
-
-
 # --- posting ---------------------------------------------------------------------------------------
 
 
@@ -121,6 +85,7 @@ class PostRun:
     events: int
     seconds: float
     post_ms: list[float] = field(default_factory=list)
+    acks: dict[int, int] = field(default_factory=dict)  # send stamp of a POST -> when its 200 arrived, ns
     retries: int = 0
 
     @property
@@ -151,8 +116,9 @@ async def post_run(
     async def worker() -> None:
         for batch in pending:  # one shared iterator: each batch is taken once
             began = time.perf_counter()
-            body = stamped_body(batch, stamps.next())
-            result.retries += await post_batch(session, url, body)
+            stamp = stamps.next()
+            result.retries += await post_batch(session, url, stamped_body(batch, stamp))
+            result.acks[stamp] = time.time_ns()
             result.post_ms.append((time.perf_counter() - began) * 1000)
 
     began = time.perf_counter()
@@ -174,119 +140,24 @@ async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes) -> i
     raise BenchError(f"POST {url}: still 503 after {MAX_POST_ATTEMPTS} attempts")
 
 
-# --- subscribers (worker processes) -----------------------------------------------------------
-
-
-@dataclass
-class Delivery:
-    """What one worker's subscribers saw during one measured run."""
-
-    histogram: dict[int, int]
-    received: int
-    dropped: int
-    closed: int
-    last_ns: int
-    complete: bool
-
-
-class SubscriberGroup:
-    """Runs in a worker process: holds `count` websockets, counts and times what arrives."""
-
-    def __init__(self, url: str, count: int, pipe: Connection) -> None:
-        self._url = url
-        self._count = count
-        self._pipe = pipe
-        self._expected = 0
-        self._progress: list[int] = []
-        self._remaining = 0
-        self._done = asyncio.Event()
-        self._histogram = Histogram()
-        self._received = self._dropped = self._closed = self._last_ns = 0
-
-    async def run(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0)  # the default limit of 100 would cap the sockets
-        async with aiohttp.ClientSession(connector=connector) as session:
-            sockets = await asyncio.gather(*(self._connect(session) for _ in range(self._count)))
-            readers = [asyncio.create_task(self._read(index, ws)) for index, ws in enumerate(sockets)]
-            self._pipe.send(("ready", len(sockets)))
-            while (command := await asyncio.to_thread(self._pipe.recv))[0] == "measure":
-                _, expected, timeout = command
-                self._arm(expected)
-                self._pipe.send(("armed",))
-                with contextlib.suppress(TimeoutError):  # reported as incomplete
-                    await asyncio.wait_for(self._done.wait(), timeout)
-                self._pipe.send(("result", self._result()))
-            await asyncio.gather(*(ws.close() for ws in sockets))
-            await asyncio.gather(*readers)
-
-    async def _connect(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
-        ws = await session.ws_connect(self._url, max_msg_size=0)
-        greeting = await ws.receive_json(timeout=30)
-        assert greeting["type"] == "subscribed", greeting
-        return ws
-
-    def _arm(self, expected: int) -> None:
-        self._expected = expected
-        self._progress = [0] * self._count
-        self._remaining = self._count - self._closed
-        self._histogram = Histogram()
-        self._received = self._dropped = self._last_ns = 0
-        self._done.clear()
-        if self._remaining <= 0 or expected == 0:
-            self._done.set()
-
-    def _result(self) -> Delivery:
-        return Delivery(
-            dict(self._histogram.counts), self._received, self._dropped, self._closed, self._last_ns,
-            complete=self._done.is_set(),
-        )
-
-    async def _read(self, index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for message in ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                break
-            now = time.time_ns()
-            data = orjson.loads(message.data)
-            if data["type"] == "session_start":
-                self._histogram.add((now - stamp_of(data["session_id"])) / 1e6)
-                self._received += 1
-                self._count_toward(index, 1, now)
-            elif data["type"] == "lagged":
-                self._dropped += data["dropped"]
-                self._count_toward(index, data["dropped"], now)
-        if ws.close_code != aiohttp.WSCloseCode.OK:
-            self._closed += 1  # closed by the server (lagging, shutdown): stop waiting for it
-            self._count_toward(index, self._expected, time.time_ns())
-
-    def _count_toward(self, index: int, amount: int, now: int) -> None:
-        if not self._progress:
-            return  # not armed yet
-        before = self._progress[index]
-        self._progress[index] = before + amount
-        self._last_ns = max(self._last_ns, now)
-        if before < self._expected <= before + amount:
-            self._remaining -= 1
-            if self._remaining == 0:
-                self._done.set()
-
-
-def subscriber_process(url: str, count: int, pipe: Connection) -> None:
-    asyncio.run(SubscriberGroup(url, count, pipe).run())
+# --- subscribers (worker processes, bench/subscribers.py) ---------------------------------------
 
 
 class Workers:
-    """The subscriber worker processes, driven over pipes."""
+    """The subscriber worker processes, driven over pipes: one sampling process, the rest counting."""
 
-    def __init__(self, url: str, subscribers: int, processes: int) -> None:
+    def __init__(self, url: str, sampled: int, counted: int, processes: int) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
-        shares = [subscribers // processes + (1 if i < subscribers % processes else 0) for i in range(processes)]
+        shares = [("sampling", sampled)] + [
+            ("counting", counted // processes + (1 if i < counted % processes else 0)) for i in range(processes)
+        ]
         self._pipes: list[Connection] = []
         self._processes: list[Any] = []
-        for share in shares:
+        for kind, share in shares:
             if share == 0:
                 continue
             ours, theirs = context.Pipe()
-            process = context.Process(target=subscriber_process, args=(url, share, theirs), daemon=True)
+            process = context.Process(target=worker_main, args=(kind, url, share, theirs), daemon=True)
             process.start()
             self._pipes.append(ours)
             self._processes.append(process)
@@ -304,12 +175,12 @@ class Workers:
         answers = await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self._pipes))
         return [delivery for _, delivery in answers]
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for pipe in self._pipes:
             with contextlib.suppress(OSError):  # already gone
                 pipe.send(("stop",))
         for process in self._processes:
-            process.join(timeout=30)
+            await asyncio.to_thread(process.join, 30)  # off the loop: a daemon in this process must answer closes
             if process.is_alive():
                 process.terminate()
 
@@ -322,8 +193,16 @@ class Scenario:
     subscribers: int
     runs: list[PostRun] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    after_ack_ms: list[float] = field(default_factory=list)  # per sampled receipt
+    after_send_ms: list[float] = field(default_factory=list)
     fanout_tail: list[float] = field(default_factory=list)  # seconds from the last ack to the last receipt
     closed: int = 0  # subscribers the server closed (e.g. 4000 lagging), by the end
+
+    def add_delays(self, deliveries: list[Delivery], acks: dict[int, int]) -> None:
+        for delivery in deliveries:
+            for stamp, received_ns in delivery.samples:
+                self.after_ack_ms.append((received_ns - acks[stamp]) / 1e6)
+                self.after_send_ms.append((received_ns - stamp) / 1e6)
 
 
 async def bench(args: argparse.Namespace) -> list[Scenario]:
@@ -361,7 +240,8 @@ async def measure_quiet(posting: Posting, args: argparse.Namespace) -> Scenario:
 async def measure_busy(posting: Posting, args: argparse.Namespace) -> Scenario:
     busy = Scenario(args.subscribers)
     live_url = f"{args.url.replace('http', 'ws', 1)}/v1/live"
-    workers = Workers(live_url, args.subscribers, max(1, min(args.processes, args.subscribers)))
+    sampled = min(args.sampled, args.subscribers)
+    workers = Workers(live_url, sampled, args.subscribers - sampled, args.processes)
     try:
         connected = await workers.ready()
         say(f"  {connected} subscribers connected")
@@ -372,12 +252,13 @@ async def measure_busy(posting: Posting, args: argparse.Namespace) -> Scenario:
             deliveries = await workers.results()
             busy.runs.append(posted)
             busy.deliveries.extend(deliveries)
+            busy.add_delays(deliveries, posted.acks)
             busy.closed = sum(delivery.closed for delivery in deliveries)
             last = max((delivery.last_ns for delivery in deliveries), default=acked_ns)
             busy.fanout_tail.append(max(0.0, (last - acked_ns) / 1e9))
             say(f"  {connected} subscribers, run {run + 1}: {posted.rate:,.0f} events/s")
     finally:
-        workers.stop()
+        await workers.stop()
     return busy
 
 
@@ -391,8 +272,8 @@ async def check_daemon(session: aiohttp.ClientSession, url: str) -> None:
 
 COLUMNS = (
     "subscribers", "events/run", "batch", "ingest events/s (median of {runs})", "POST p50 / p99 ms",
-    "starts delivered", "dropped (lagged)", "closed by server", "delivery p50 ms", "delivery p99 ms",
-    "fan-out done after last ack, s (median)",
+    "starts delivered", "dropped (lagged)", "closed by server", "delivery after ack p50 / p99 ms",
+    "delivery after send p50 / p99 ms", "fan-out done after last ack, s (median)", "subscriber processes' CPU s/run",
 )
 
 
@@ -411,9 +292,6 @@ def row(scenario: Scenario, args: argparse.Namespace) -> list[str]:
     ]
     if not scenario.subscribers:
         return cells + ["—"] * (len(COLUMNS) - len(cells))
-    histogram = Histogram()
-    for delivery in scenario.deliveries:
-        histogram.merge(Histogram(delivery.histogram))
     incomplete = sum(not delivery.complete for delivery in scenario.deliveries)
     delivered = fmt_number(sum(delivery.received for delivery in scenario.deliveries))
     return [
@@ -421,14 +299,15 @@ def row(scenario: Scenario, args: argparse.Namespace) -> list[str]:
         delivered + (f" ({incomplete} waits timed out)" if incomplete else ""),
         fmt_number(sum(delivery.dropped for delivery in scenario.deliveries)),
         str(scenario.closed),
-        _ms(histogram.percentile(50)),
-        _ms(histogram.percentile(99)),
+        _p50_p99(scenario.after_ack_ms),
+        _p50_p99(scenario.after_send_ms),
         f"{statistics.median(scenario.fanout_tail):.2f}",
+        f"{sum(delivery.cpu_seconds for delivery in scenario.deliveries) / len(scenario.runs):.1f}",
     ]
 
 
-def _ms(value: float | None) -> str:
-    return "—" if value is None else fmt_ms(value)
+def _p50_p99(values: list[float]) -> str:
+    return f"{fmt_ms(percentile(values, 50))} / {fmt_ms(percentile(values, 99))}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -438,7 +317,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="events per POST (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=4, help="POSTs in flight (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario, median reported (default: %(default)s)")
-    parser.add_argument("--processes", type=int, default=2, help="processes holding the subscribers (default: %(default)s)")
+    parser.add_argument("--sampled", type=int, default=20, help="subscribers that decode and time every message (default: %(default)s)")
+    parser.add_argument("--processes", type=int, default=1, help="processes holding the counting subscribers (default: %(default)s)")
     parser.add_argument("--delivery-timeout", type=float, default=300.0, help="wait limit per run, s (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=2016, help="seed for the generated events (default: %(default)s)")
 

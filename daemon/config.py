@@ -73,6 +73,7 @@ class RollupConfig:
 class LiveConfig:
     queue_size: int = 10_000
     heartbeat: float = 20.0
+    fan_out_interval: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,7 @@ def _validate(config: Config) -> None:
         (config.rollups.concurrency >= 1, "rollups.concurrency", "must be at least 1"),
         (config.live.queue_size >= 1, "live.queue_size", "must be at least 1"),
         (config.live.heartbeat > 0, "live.heartbeat", "must be positive"),
+        (config.live.fan_out_interval >= 0, "live.fan_out_interval", "must be 0 or more"),
         (config.node.start_timeout > 0, "node.start_timeout", "must be positive"),
     ]
     for ok, key, reason in checks:

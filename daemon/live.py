@@ -1,4 +1,4 @@
-"""Live feed: fans stored session starts out to subscribers through bounded per-connection outboxes."""
+"""Live feed: fans stored session starts out to subscribers, one socket write per client per round."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import orjson
 
 from daemon.clock import format_instant
 from daemon.events import Event, ms_to_datetime
+from daemon.frames import text_frame
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ LAG_LIMIT_FACTOR = 10
 MAX_PENDING_REPLIES = 16  # per connection; a client that stops reading stops being read (TCP back-pressure)
 SHUTDOWN_DRAIN_SECONDS = 2.0  # on shutdown, queued starts get this long to go out before the 1001 close
 DROP_LOG_INTERVAL = 10.0  # seconds between "dropped" log lines per connection
+HIGH_WATER_BYTES = 64 * 1024
+"""Unsent bytes a connection's socket may hold before its messages wait in its outbox instead."""
+DRAIN_POLL_SECONDS = 0.02  # how often a blocked writer looks at its socket again (only while blocked)
 
 Countries = frozenset[str] | None
 """A subscription: a set of ISO 3166-1 alpha-2 codes, or None for every country."""
@@ -35,7 +39,11 @@ Countries = frozenset[str] | None
 class Peer(Protocol):
     """The sending side of one client connection (web/live.py adapts an aiohttp websocket)."""
 
-    async def send(self, payload: bytes) -> None: ...
+    def write(self, frames: bytes) -> None:
+        """Hand whole websocket frames to the socket without waiting; ConnectionError once it is gone."""
+
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the operating system."""
 
     async def close(self, code: int, reason: str) -> None: ...
 
@@ -103,15 +111,26 @@ class Gap:
         )
 
 
-class _Reply:
-    __slots__ = ("payload",)
+class Selection:
+    """The starts of one round that one subscription wants: their countries and frames, joined once."""
 
-    def __init__(self, payload: bytes) -> None:
-        self.payload = payload
+    __slots__ = ("countries", "frames", "_joined")
+
+    def __init__(self, countries: list[str], frames: list[bytes]) -> None:
+        self.countries = countries
+        self.frames = frames
+        self._joined: bytes | None = None
+
+    @property
+    def joined(self) -> bytes:
+        """All frames as one buffer; computed by the first subscriber that needs it, shared by the rest."""
+        if self._joined is None:
+            self._joined = b"".join(self.frames)
+        return self._joined
 
 
 class Outbox:
-    """One connection's outgoing messages in order.
+    """One connection's frames waiting for its socket, in order.
 
     Session starts are bounded by `capacity`: what does not fit is dropped and counted in a `Gap`
     placed where the starts are missing. Replies and gap notices are never dropped; replies are
@@ -122,8 +141,8 @@ class Outbox:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.debt = 0  # starts dropped since the outbox was last empty
-        self._items: collections.deque[bytes | Gap | _Reply] = collections.deque()
+        self.debt = 0  # starts dropped since the outbox was last emptied
+        self._items: list[bytes | Gap] = []
         self._starts = 0
         self._replies = 0
         self._gap: Gap | None = None  # open while no start was accepted after it
@@ -132,20 +151,22 @@ class Outbox:
         self._reply_room.set()
         self._closed = False
 
-    def offer(self, countries: Sequence[str], payloads: Sequence[bytes]) -> int:
+    @property
+    def empty(self) -> bool:
+        return not self._items
+
+    def offer(self, selection: Selection) -> int:
         """Queue the starts that fit, drop the rest; returns how many were dropped. Never waits."""
         if self._closed:
             return 0
+        wanted = len(selection.frames)
         room = self.capacity - self._starts
-        if room > 0:
-            accepted = payloads if room >= len(payloads) else payloads[:room]
-            self._items.extend(accepted)
-            self._starts += len(accepted)
-            self._gap = None
-        if room >= len(payloads):
-            self._ready.set()
+        if room >= wanted:
+            self._accept(selection.joined, wanted)
             return 0
-        dropped = countries[room:]
+        if room > 0:
+            self._accept(b"".join(selection.frames[:room]), room)
+        dropped = selection.countries[room:]
         if self._gap is None:
             self._gap = Gap()
             self._items.append(self._gap)
@@ -154,11 +175,17 @@ class Outbox:
         self._ready.set()
         return len(dropped)
 
-    def push_reply(self, payload: bytes) -> None:
+    def _accept(self, frames: bytes, starts: int) -> None:
+        self._items.append(frames)
+        self._starts += starts
+        self._gap = None
+        self._ready.set()
+
+    def push_reply(self, frame: bytes) -> None:
         """Queue a reply; callers wait for `reply_room` first, except for the one greeting."""
         if self._closed:
             return
-        self._items.append(_Reply(payload))
+        self._items.append(frame)
         self._replies += 1
         if self._replies >= MAX_PENDING_REPLIES:
             self._reply_room.clear()
@@ -167,40 +194,39 @@ class Outbox:
     async def reply_room(self) -> None:
         await self._reply_room.wait()
 
-    async def get(self) -> bytes | Gap | None:
-        """The next item to send; None once closed and empty."""
+    async def wait(self) -> bool:
+        """Until something is queued (True) or the outbox is closed and empty (False)."""
         while not self._items:
             if self._closed:
-                return None
+                return False
             self._ready.clear()
             await self._ready.wait()
-        item = self._items.popleft()
-        if not self._items:
-            self.debt = 0  # caught up
-        if type(item) is bytes:
-            self._starts -= 1
-            return item
-        if isinstance(item, _Reply):
-            self._replies -= 1
-            self._reply_room.set()
-            return item.payload
-        if item is self._gap:
-            self._gap = None  # later drops start a new gap behind whatever is queued then
-        return item
+        return True
+
+    def take(self) -> list[bytes | Gap]:
+        """Everything queued, in order; the outbox is empty (and caught up) afterwards."""
+        items, self._items = self._items, []
+        self._starts = self._replies = self.debt = 0
+        self._gap = None  # later drops start a new gap behind what is taken now
+        self._reply_room.set()
+        return items
 
     def close(self, flush: bool) -> None:
         """Take nothing more; with `flush`, queued items are still handed out, else they are discarded."""
         self._closed = True
         if not flush:
-            self._items.clear()
-            self._starts = self._replies = 0
-            self._gap = None
+            self.take()
         self._ready.set()
         self._reply_room.set()  # nobody may wait for room that will never come
 
 
 class Subscriber:
-    """One live connection: its countries, its outbox and the writer task that owns its sending side."""
+    """One live connection: its countries, its outbox and the writer task that owns its sending side.
+
+    While the socket keeps up, a round's frames are written at once (no task switch); once the
+    socket holds more than `HIGH_WATER_BYTES`, frames queue in the outbox and the writer sends them
+    in one write when the socket has drained.
+    """
 
     __slots__ = (
         "id", "name", "countries", "dropped", "close_code", "close_reason",
@@ -229,11 +255,15 @@ class Subscriber:
         return self._outbox.debt
 
     def start(self) -> None:
-        self._outbox.push_reply(subscribed_message(self.countries))
+        self._send_reply(subscribed_message(self.countries))
         self._task = asyncio.create_task(self._write(), name=f"live-writer-{self.id}")
 
-    def offer(self, countries: Sequence[str], payloads: Sequence[bytes]) -> int:
-        dropped = self._outbox.offer(countries, payloads)
+    def deliver(self, selection: Selection) -> int:
+        """Send or queue one round's starts for this connection; returns how many were dropped."""
+        if self._can_write_now():
+            self._write_now(selection.joined)
+            return 0
+        dropped = self._outbox.offer(selection)
         self.dropped += dropped
         return dropped
 
@@ -245,14 +275,31 @@ class Subscriber:
 
     async def _change(self, rule: _Rule, countries: Countries) -> None:
         await self._outbox.reply_room()
-        # Changing the filter and queuing the confirmation in one step means every start after a
+        # Changing the filter and sending the confirmation in one step means every start after a
         # `subscribed` message was selected with exactly that set.
         self.countries = rule(self.countries, countries)
-        self._outbox.push_reply(subscribed_message(self.countries))
+        self._send_reply(subscribed_message(self.countries))
 
     async def reply_error(self, reason: str) -> None:
         await self._outbox.reply_room()
-        self._outbox.push_reply(error_message(reason))
+        self._send_reply(error_message(reason))
+
+    def _send_reply(self, payload: bytes) -> None:
+        frame = text_frame(payload)
+        if self._can_write_now():
+            self._write_now(frame)
+        else:
+            self._outbox.push_reply(frame)
+
+    def _can_write_now(self) -> bool:
+        """Nothing queued ahead (order), not shutting, and the socket is keeping up."""
+        return self._outbox.empty and self._deadline is None and self._peer.backlog() <= HIGH_WATER_BYTES
+
+    def _write_now(self, frames: bytes) -> None:
+        try:
+            self._peer.write(frames)
+        except ConnectionError:
+            pass  # the peer went away; its reading side sees that too and unsubscribes
 
     def shut(self, code: int, reason: str, flush_seconds: float = 0.0) -> None:
         """Close with `code`: at once, or after queued messages went out (at most `flush_seconds`)."""
@@ -275,11 +322,13 @@ class Subscriber:
             await asyncio.wait([self._task])
 
     async def _write(self) -> None:
-        """Send queued messages in order until the outbox is closed and empty, or shut() interrupts."""
+        """Send what queued up, in one write per drain, until the outbox is closed and empty or shut() interrupts."""
         try:
             async with asyncio.timeout(self._deadline) as self._scope:
-                while (item := await self._outbox.get()) is not None:
-                    await self._peer.send(self._render(item))
+                while await self._outbox.wait():
+                    while self._peer.backlog() > HIGH_WATER_BYTES:
+                        await asyncio.sleep(DRAIN_POLL_SECONDS)  # noqa: ASYNC110 -- no event for "socket drained"
+                    self._peer.write(b"".join(self._render(item) for item in self._outbox.take()))
         except TimeoutError:
             pass  # shut() moved the deadline: the peer is evicted, or did not take the flush in time
         except ConnectionError:
@@ -298,34 +347,39 @@ class Subscriber:
         if now - self._last_drop_log >= DROP_LOG_INTERVAL:
             self._last_drop_log = now
             log.warning("live: %s lagged: %d starts dropped (%d in total)", self, item.dropped, self.dropped)
-        return item.message()
+        return text_frame(item.message())
 
 
 class _Rule(Protocol):
     def __call__(self, current: Countries, countries: Countries, /) -> Countries: ...
 
 
-class _Batch:
-    """One publish call's starts, encoded once and selected once per distinct subscription."""
+class _Round:
+    """The starts gathered for one fan-out: each encoded once, selected once per distinct subscription."""
 
-    __slots__ = ("countries", "payloads", "_selections")
+    __slots__ = ("every", "_selections")
 
-    def __init__(self, starts: Iterable[Event]) -> None:
-        self.countries: list[str] = []
-        self.payloads: list[bytes] = []
-        for event in starts:
-            assert event.country is not None
-            self.countries.append(event.country)
-            self.payloads.append(start_message(event))
-        self._selections: dict[frozenset[str], tuple[list[str], list[bytes]]] = {}
+    def __init__(self) -> None:
+        self.every = Selection([], [])
+        self._selections: dict[frozenset[str], Selection] = {}
 
-    def select(self, wanted: Countries) -> tuple[list[str], list[bytes]]:
+    def add(self, events: Sequence[Event]) -> None:
+        countries: list[str] = []
+        frames: list[bytes] = []
+        for event in events:
+            if event.country is not None:
+                frames.append(text_frame(start_message(event)))  # may raise: then nothing of `events` is added
+                countries.append(event.country)
+        self.every.countries.extend(countries)
+        self.every.frames.extend(frames)
+
+    def select(self, wanted: Countries) -> Selection:
         if wanted is None:
-            return self.countries, self.payloads
+            return self.every
         selection = self._selections.get(wanted)
         if selection is None:
-            picked = [i for i, country in enumerate(self.countries) if country in wanted]
-            selection = [self.countries[i] for i in picked], [self.payloads[i] for i in picked]
+            picked = [i for i, country in enumerate(self.every.countries) if country in wanted]
+            selection = Selection([self.every.countries[i] for i in picked], [self.every.frames[i] for i in picked])
             self._selections[wanted] = selection
         return selection
 
@@ -333,23 +387,34 @@ class _Batch:
 class LiveHub:
     """Hands every stored session start to the subscribers that want its country; never blocks ingest.
 
+    Starts published within `interval` seconds are fanned out together in one round: each is
+    encoded once, and each client gets the round in one socket write, so the cost is per client
+    and round rather than per client and start (0 = a round per publish).
+
     Each subscriber has an outbox of `queue_size` starts. A full outbox drops starts and the client
     later gets `{"type": "lagged", "dropped": n, ...}` where they are missing. A client that drops
     more than `LAG_LIMIT_FACTOR * queue_size` starts before its outbox is next empty is closed with
     4000 (LAGGING): it is not keeping up, and a reconnect gives it a fresh start.
     """
 
-    __slots__ = ("queue_size", "lag_limit", "published", "dropped", "evicted", "_subscribers", "_ids", "_closed")
+    __slots__ = (
+        "queue_size", "interval", "lag_limit", "published", "rounds", "dropped", "evicted",
+        "_subscribers", "_ids", "_closed", "_next_round", "_timer",
+    )
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, interval: float = 0.0) -> None:
         self.queue_size = queue_size
+        self.interval = interval
         self.lag_limit = LAG_LIMIT_FACTOR * queue_size
         self.published = 0  # starts published while anyone was subscribed
+        self.rounds = 0  # fan-out rounds that carried starts
         self.dropped = 0  # starts dropped over all subscribers
         self.evicted = 0  # connections closed with LAGGING
         self._subscribers: dict[int, Subscriber] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._next_round = _Round()
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def connections(self) -> int:
@@ -381,28 +446,43 @@ class LiveHub:
         )
 
     def publish(self, events: Sequence[Event]) -> None:
-        """Listener for events Cassandra acknowledged: queue their starts; synchronous, never waits."""
+        """Listener for events Cassandra acknowledged: gather their starts for the next round; never waits."""
         if not self._subscribers:
             return
         try:
-            self._fan_out(events)
+            self._next_round.add(events)
         except Exception:  # the events are stored: a feed bug must not turn that into a failed POST
             log.exception("live: could not publish %d events", len(events))
-
-    def _fan_out(self, events: Sequence[Event]) -> None:
-        batch = _Batch(event for event in events if event.country is not None)
-        if not batch.payloads:
             return
-        self.published += len(batch.payloads)
-        for subscriber in list(self._subscribers.values()):  # a copy: eviction removes entries
-            countries, payloads = batch.select(subscriber.countries)
-            if not payloads:
-                continue
-            dropped = subscriber.offer(countries, payloads)
-            if dropped:
-                self.dropped += dropped
-                if subscriber.debt > self.lag_limit:
-                    self._evict(subscriber)
+        if self.interval <= 0:
+            self._fan_out()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._fan_out)
+
+    def _fan_out(self) -> None:
+        """One round: every subscriber gets the round's starts of its countries."""
+        round_, self._next_round = self._next_round, _Round()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not round_.every.frames:
+            return
+        self.published += len(round_.every.frames)
+        self.rounds += 1
+        try:
+            for subscriber in list(self._subscribers.values()):  # a copy: eviction removes entries
+                selection = round_.select(subscriber.countries)
+                if selection.frames:
+                    self._deliver(subscriber, selection)
+        except Exception:  # runs from a timer: log here, where the round is known
+            log.exception("live: fan-out of %d starts failed", len(round_.every.frames))
+
+    def _deliver(self, subscriber: Subscriber, selection: Selection) -> None:
+        dropped = subscriber.deliver(selection)
+        if dropped:
+            self.dropped += dropped
+            if subscriber.debt > self.lag_limit:
+                self._evict(subscriber)
 
     def _evict(self, subscriber: Subscriber) -> None:
         del self._subscribers[subscriber.id]
@@ -412,7 +492,8 @@ class LiveHub:
         subscriber.shut(LAGGING, reason)
 
     async def close(self) -> None:
-        """Refuse new subscribers; flush briefly, then close every connection with 1001 GOING_AWAY."""
+        """Send the pending round, refuse new subscribers; flush briefly, then close everyone with 1001."""
+        self._fan_out()
         self._closed = True
         subscribers = list(self._subscribers.values())
         self._subscribers.clear()

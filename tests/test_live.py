@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -16,9 +17,10 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, new_player, post_events, start
 
+from daemon import live as daemon_live
+from daemon.clock import parse_instant
 from daemon.config import Config, LiveConfig
 from daemon.events import Event, datetime_to_ms
-from daemon.clock import parse_instant
 from daemon.live import GOING_AWAY, LAGGING, LiveHub
 from web import live
 from web.errors import json_errors
@@ -32,7 +34,7 @@ RECEIVE_TIMEOUT = 5.0
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = LiveHub(app[CONFIG].live.queue_size)
+    hub = LiveHub(app[CONFIG].live.queue_size, app[CONFIG].live.fan_out_interval)
     app[LIVE_HUB] = hub
     yield
     await hub.close()
@@ -42,10 +44,13 @@ async def close_hub(app: web.Application) -> None:
     await app[LIVE_HUB].close()
 
 
-def live_app(queue_size: int = QUEUE_SIZE) -> web.Application:
-    """Only what the live feed needs: config, the hub (created on startup, closed on shutdown), routes."""
+def live_app(queue_size: int = QUEUE_SIZE, fan_out_interval: float = 0.0) -> web.Application:
+    """Only what the live feed needs: config, the hub (created on startup, closed on shutdown), routes.
+
+    By default every publish() is its own round, so a test sees its effects as soon as it returns.
+    """
     app = web.Application(middlewares=[json_errors])
-    app[CONFIG] = Config(live=LiveConfig(queue_size=queue_size, heartbeat=5.0))
+    app[CONFIG] = Config(live=LiveConfig(queue_size=queue_size, heartbeat=5.0, fan_out_interval=fan_out_interval))
     app.cleanup_ctx.append(hub_ctx)
     app.on_shutdown.append(close_hub)
     live.setup_routes(app)
@@ -205,6 +210,42 @@ async def test_malformed_messages_get_an_error_and_the_connection_stays(
     await ws.close()
 
 
+@pytest.mark.parametrize("player_length", [1, 200, 70_000])  # 7-bit, 16-bit and 64-bit frame lengths
+async def test_frames_of_every_length_class_arrive_intact(live_client: TestClient, player_length: int) -> None:
+    ws = await connect(live_client)
+    event = Event("start", "p" * player_length, uuid.uuid4(), TS_MS, "FI")
+    hub_of(live_client).publish([event])
+    assert (await receive_starts(ws, 1))[0]["player_id"] == event.player_id
+    await ws.close()
+
+
+async def test_starts_within_the_interval_go_out_as_one_round_in_order(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(live_app(fan_out_interval=0.2))
+    everyone, finns = await connect(client), await connect(client, "?countries=FI")
+    hub = hub_of(client)
+    published = [starts("FI", "SE", player="a"), starts("SE", "FI", player="b"), starts("FI", player="c")]
+    for events in published:
+        hub.publish(events)
+    assert hub.rounds == 0  # gathered, not yet sent
+    received = await receive_starts(everyone, 5)
+    assert [message["player_id"] for message in received] == ["a0", "a1", "b0", "b1", "c0"]
+    assert [message["player_id"] for message in await receive_starts(finns, 3)] == ["a0", "b1", "c0"]
+    assert hub.rounds == 1 and hub.published == 5
+    await everyone.close()
+    await finns.close()
+
+
+async def test_shutdown_sends_the_gathered_round_before_going_away(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(live_app(fan_out_interval=60.0))
+    ws = await connect(client)
+    hub = hub_of(client)
+    hub.publish(starts("FI", "SE"))
+    await hub.close()
+    messages, ending = await drain(ws)
+    assert [message["country"] for message in messages] == ["FI", "SE"]
+    assert ending.type is WSMsgType.CLOSE and ending.data == GOING_AWAY
+
+
 async def test_a_start_the_feed_cannot_encode_never_fails_the_ingest(
     live_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -219,8 +260,19 @@ async def test_a_start_the_feed_cannot_encode_never_fails_the_ingest(
 
 
 # --- a client that falls behind -----------------------------------------------------------------
-# publish() is synchronous, so no writer runs during one call: a burst larger than the queue
-# overflows it deterministically, whatever the client's speed.
+# A round is written at once while the client's socket keeps up; only when it is behind do starts
+# wait in the bounded outbox. `sockets_behind()` makes every socket count as behind, so a burst
+# larger than the queue overflows it deterministically; leaving it lets the writers send again.
+
+
+@contextlib.contextmanager
+def sockets_behind() -> Iterator[None]:
+    saved = daemon_live.HIGH_WATER_BYTES
+    daemon_live.HIGH_WATER_BYTES = -1
+    try:
+        yield
+    finally:
+        daemon_live.HIGH_WATER_BYTES = saved
 
 
 def test_publish_is_a_plain_function() -> None:
@@ -231,7 +283,8 @@ async def test_a_burst_beyond_the_queue_is_reported_as_lagged(live_client: TestC
     ws = await connect(live_client)
     hub = hub_of(live_client)
     burst = starts("FI", "SE", "FI", "SE", "FI", "EE")
-    hub.publish(burst)  # synchronous: no writer runs until the test awaits
+    with sockets_behind():
+        hub.publish(burst)
     kept = await receive_starts(ws, QUEUE_SIZE)
     assert [message["session_id"] for message in kept] == [str(event.session_id) for event in burst[:QUEUE_SIZE]]
     assert await receive(ws) == {"type": "lagged", "dropped": 4, "countries": {"EE": 1, "FI": 2, "SE": 1}}
@@ -245,7 +298,8 @@ async def test_a_burst_beyond_the_queue_is_reported_as_lagged(live_client: TestC
 async def test_dropping_up_to_the_limit_keeps_the_connection(live_client: TestClient) -> None:
     ws = await connect(live_client)
     hub = hub_of(live_client)
-    hub.publish(starts(*["FI"] * (QUEUE_SIZE + LAG_LIMIT)))
+    with sockets_behind():
+        hub.publish(starts(*["FI"] * (QUEUE_SIZE + LAG_LIMIT)))
     await receive_starts(ws, QUEUE_SIZE)
     assert await receive(ws) == {"type": "lagged", "dropped": LAG_LIMIT, "countries": {"FI": LAG_LIMIT}}
     hub.publish(starts("SE"))
@@ -258,7 +312,8 @@ async def test_dropping_beyond_the_limit_closes_with_4000(live_client: TestClien
     ws = await connect(live_client)
     other = await connect(live_client, "?countries=SE")
     hub = hub_of(live_client)
-    hub.publish(starts(*["FI"] * (QUEUE_SIZE + LAG_LIMIT + 1)))
+    with sockets_behind():
+        hub.publish(starts(*["FI"] * (QUEUE_SIZE + LAG_LIMIT + 1)))
     assert hub.evicted == 1 and hub.connections == 1
     message = await ws.receive(timeout=RECEIVE_TIMEOUT)
     assert message.type is WSMsgType.CLOSE and message.data == LAGGING

@@ -20,7 +20,13 @@ CODE_RULE = "two uppercase letters (ISO 3166-1 alpha-2)"
 
 
 class WebSocketPeer:
-    """Adapts an aiohttp websocket to the hub's `Peer`: text frames out, a bounded close handshake."""
+    """Adapts an aiohttp websocket to the hub's `Peer`: ready-made frames out, a bounded close handshake.
+
+    The hub writes frames it built once for all subscribers straight to the connection's transport:
+    aiohttp's own writes (pings, pongs, the close frame) are whole frames written synchronously
+    too, so the two never interleave inside a frame. The response is created without compression,
+    so no deflate context expects to see these frames.
+    """
 
     __slots__ = ("_ws", "_request")
 
@@ -28,8 +34,15 @@ class WebSocketPeer:
         self._ws = ws
         self._request = request
 
-    async def send(self, payload: bytes) -> None:
-        await self._ws.send_frame(payload, WSMsgType.TEXT)  # orjson bytes are UTF-8: no re-encoding
+    def write(self, frames: bytes) -> None:
+        transport = self._request.transport
+        if self._ws.closed or transport is None or transport.is_closing():
+            raise ConnectionResetError("the websocket is closing")  # no data frame may follow a close frame
+        transport.write(frames)
+
+    def backlog(self) -> int:
+        transport = self._request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     async def close(self, code: int, reason: str) -> None:
         """Send the close frame behind whatever is still buffered; drop the connection if it never gets out."""
@@ -110,7 +123,9 @@ async def handle_message(subscriber: Subscriber, message: WSMessage) -> None:
 
 async def live_feed(request: web.Request) -> web.StreamResponse:
     countries = query_countries(request)  # before the upgrade, so a bad list is a plain 400
-    ws = web.WebSocketResponse(heartbeat=request.app[CONFIG].live.heartbeat, max_msg_size=MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(
+        heartbeat=request.app[CONFIG].live.heartbeat, max_msg_size=MAX_MESSAGE_BYTES, compress=False
+    )
     if not ws.can_prepare(request).ok:
         raise bad_request("expected a websocket upgrade (GET with Upgrade: websocket)")
     await ws.prepare(request)

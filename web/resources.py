@@ -51,7 +51,7 @@ async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = LiveHub(app[CONFIG].live.queue_size)
+    hub = LiveHub(app[CONFIG].live.queue_size, app[CONFIG].live.fan_out_interval)
     app[LIVE_HUB] = hub
     yield
     await hub.close()

@@ -1,0 +1,73 @@
+"""The fan-out bench: its byte-counting subscribers, and one small run against a daemon on the real node."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from bench.__main__ import build_parser
+from bench.fanout import bench
+from bench.subscribers import StreamCounter
+from daemon.events import Event
+from daemon.frames import text_frame
+from daemon.live import Gap, start_message, subscribed_message
+
+
+def feed_stream(starts: int, drops: list[int]) -> bytes:
+    """A feed as the daemon sends it: greeting, starts, with a `lagged` notice after every few starts."""
+    frames = [text_frame(subscribed_message(None))]
+    for index in range(starts):
+        event = Event("start", f"player-{index}", uuid.uuid4(), 1_480_000_000_000 + index, "FI")
+        frames.append(text_frame(start_message(event)))
+        if drops and index % 3 == 2:
+            gap = Gap()
+            gap.add(["SE"] * drops.pop())
+            frames.append(text_frame(gap.message()))
+    return b"".join(frames)
+
+
+def test_counts_survive_every_split_point() -> None:
+    stream = feed_stream(starts=6, drops=[7, 12345])
+    for split in range(len(stream) + 1):
+        counter = StreamCounter()
+        counter.feed(stream[:split])
+        counter.feed(stream[split:])
+        assert (counter.starts, counter.dropped) == (6, 7 + 12345), split
+
+
+def test_counts_survive_many_small_reads() -> None:
+    stream = feed_stream(starts=200, drops=[3] * 30)
+    rng = random.Random(7)
+    counter = StreamCounter()
+    offset = 0
+    while offset < len(stream):
+        step = rng.randint(1, 90)
+        counter.feed(stream[offset : offset + step])
+        offset += step
+    assert (counter.starts, counter.dropped) == (200, 90)
+
+
+def test_the_counted_mark_is_how_the_daemon_encodes_a_start() -> None:
+    event = Event("start", "p", uuid.uuid4(), 0, "FI")
+    assert orjson.loads(start_message(event))["type"] == "session_start"
+    assert StreamCounter().feed(text_frame(start_message(event))) == (1, 0)
+
+
+@pytest.mark.cassandra
+async def test_small_fanout_run_accounts_for_every_start(client: TestClient) -> None:
+    url = str(client.make_url("")).rstrip("/")
+    args = build_parser().parse_args(
+        ["fanout", "--url", url, "--subscribers", "4", "--sampled", "1", "--events", "60", "--batch", "20",
+         "--runs", "1", "--concurrency", "2"]
+    )
+    quiet, busy = await bench(args)
+    assert quiet.subscribers == 0 and quiet.runs[0].events == 60
+    assert busy.subscribers == 4
+    assert sum(delivery.received for delivery in busy.deliveries) == 4 * 60  # 1 sampling + 3 counting clients
+    assert all(delivery.complete and delivery.dropped == 0 for delivery in busy.deliveries)
+    assert len(busy.after_ack_ms) == len(busy.after_send_ms) == 60  # every start the sampled client got
+    assert all(send >= ack for send, ack in zip(busy.after_send_ms, busy.after_ack_ms, strict=True))
