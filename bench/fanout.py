@@ -1,6 +1,6 @@
 """Live fan-out benchmark: N websocket subscribers, POSTed starts; delivery delay and ingest throughput.
 
-    python -m bench.fanout --url http://127.0.0.1:8080 --subscribers 500 --events 20000 --batch 1000
+    python -m bench fanout --subscribers 500 --events 10000 --batch 500
 
 Ingest is measured twice with the same number of events per run (median of `--runs`): with no
 subscriber connected, then with `--subscribers` websocket clients, all subscribed to every
@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -34,8 +35,26 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.common import BenchError, fmt_ms, fmt_number, markdown_table, percentile, say
-from bench.subscribers import Delivery, worker_main
+from bench.common import (
+    RESULTS_DIR,
+    BenchError,
+    CpuMeter,
+    DaemonSpec,
+    cassandra_pid,
+    check_keyspace,
+    connected,
+    ensure_schema,
+    fmt_ms,
+    fmt_number,
+    keyspace_config,
+    keyspace_lock,
+    log_path,
+    markdown_table,
+    percentile,
+    running_daemon,
+    say,
+)
+from bench.subscribers import Delivery, Subscription, expected_starts, worker_main
 
 COUNTRIES = ("US", "DE", "GB", "FI", "SE", "FR", "BR", "PL", "NO", "EE", "JP", "ES", "IT", "DK", "NL")
 WEIGHTS = (20, 12, 10, 9, 8, 7, 6, 5, 5, 4, 4, 3, 3, 2, 2)
@@ -59,6 +78,19 @@ def plan_run(rng: random.Random, events: int, batch: int) -> list[list[Planned]]
         for _ in range(events)
     ]
     return [planned[offset : offset + batch] for offset in range(0, events, batch)]
+
+
+def plan_subscriptions(rng: random.Random, subscribers: int, countries: int) -> list[Subscription]:
+    """Every country for each subscriber (`countries` 0), else that many, drawn by traffic weight."""
+    if countries == 0:
+        return [None] * subscribers
+    chosen: list[Subscription] = []
+    for _ in range(subscribers):
+        picked: set[str] = set()
+        while len(picked) < min(countries, len(COUNTRIES)):
+            picked.add(rng.choices(COUNTRIES, WEIGHTS)[0])
+        chosen.append(tuple(sorted(picked)))
+    return chosen
 
 
 def stamped_body(batch: Sequence[Planned], stamp_ns: int) -> bytes:
@@ -146,15 +178,16 @@ async def post_batch(session: aiohttp.ClientSession, url: str, body: bytes) -> i
 class Workers:
     """The subscriber worker processes, driven over pipes: one sampling process, the rest counting."""
 
-    def __init__(self, url: str, sampled: int, counted: int, processes: int) -> None:
+    def __init__(self, url: str, subscriptions: list[Subscription], sampled: int, processes: int) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
-        shares = [("sampling", sampled)] + [
-            ("counting", counted // processes + (1 if i < counted % processes else 0)) for i in range(processes)
+        counted = subscriptions[sampled:]
+        shares = [("sampling", subscriptions[:sampled])] + [
+            ("counting", counted[i::processes]) for i in range(processes)
         ]
         self._pipes: list[Connection] = []
         self._processes: list[Any] = []
         for kind, share in shares:
-            if share == 0:
+            if not share:
                 continue
             ours, theirs = context.Pipe()
             process = context.Process(target=worker_main, args=(kind, url, share, theirs), daemon=True)
@@ -166,9 +199,9 @@ class Workers:
         answers = await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self._pipes))
         return sum(count for _, count in answers)
 
-    async def arm(self, expected: int, timeout: float) -> None:
+    async def arm(self, by_country: dict[str, int], timeout: float) -> None:
         for pipe in self._pipes:
-            pipe.send(("measure", expected, timeout))
+            pipe.send(("measure", by_country, timeout))
         await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self._pipes))
 
     async def results(self) -> list[Delivery]:
@@ -196,6 +229,8 @@ class Scenario:
     after_ack_ms: list[float] = field(default_factory=list)  # per sampled receipt
     after_send_ms: list[float] = field(default_factory=list)
     fanout_tail: list[float] = field(default_factory=list)  # seconds from the last ack to the last receipt
+    cpu: list[dict[str, float]] = field(default_factory=list)  # per run: CPU seconds of the daemon and the node
+    expected: int = 0  # starts the subscribers should have got, over all runs
     closed: int = 0  # subscribers the server closed (e.g. 4000 lagging), by the end
 
     def add_delays(self, deliveries: list[Delivery], acks: dict[int, int]) -> None:
@@ -206,10 +241,25 @@ class Scenario:
 
 
 async def bench(args: argparse.Namespace) -> list[Scenario]:
+    """Against the daemon at `--url`, or one started for the bench (then its and the node's CPU are metered)."""
+    if args.url:
+        return await measure(args.url, args, CpuMeter({}))
+    check_keyspace(args.keyspace)
+    config = keyspace_config(args.keyspace)
+    overrides = {} if args.fan_out_interval is None else {"PSS_LIVE_FAN_OUT_INTERVAL": str(args.fan_out_interval)}
+    spec = DaemonSpec(args.keyspace, args.port, log_path(RESULTS_DIR, "fanout-daemon"), overrides)
+    with keyspace_lock(args.keyspace):
+        async with connected(config) as db:
+            await ensure_schema(db, config, args.keyspace)
+        async with running_daemon(spec) as daemon:
+            return await measure(spec.url, args, CpuMeter({"daemon": daemon.pid, "cassandra": cassandra_pid(config)}))
+
+
+async def measure(url: str, args: argparse.Namespace, meter: CpuMeter) -> list[Scenario]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        await check_daemon(session, args.url)
-        posting = Posting(session, args)
-        return [await measure_quiet(posting, args), await measure_busy(posting, args)]
+        await check_daemon(session, url)
+        posting = Posting(session, url, args)
+        return [await measure_quiet(posting, args, meter), await measure_busy(posting, url, args, meter)]
 
 
 class Posting:
@@ -217,39 +267,48 @@ class Posting:
 
     __slots__ = ("_session", "_url", "_args", "_rng", "_stamps")
 
-    def __init__(self, session: aiohttp.ClientSession, args: argparse.Namespace) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, args: argparse.Namespace) -> None:
         self._session = session
-        self._url = f"{args.url}/v1/events"
+        self._url = f"{url}/v1/events"
         self._args = args
         self._rng = random.Random(args.seed)
         self._stamps = Stamps()
 
-    async def run(self) -> PostRun:
-        batches = plan_run(self._rng, self._args.events, self._args.batch)
+    def plan(self) -> list[list[Planned]]:
+        return plan_run(self._rng, self._args.events, self._args.batch)
+
+    async def post(self, batches: list[list[Planned]]) -> PostRun:
         return await post_run(self._session, self._url, batches, self._args.concurrency, self._stamps)
 
 
-async def measure_quiet(posting: Posting, args: argparse.Namespace) -> Scenario:
+async def measure_quiet(posting: Posting, args: argparse.Namespace, meter: CpuMeter) -> Scenario:
     quiet = Scenario(0)
     for run in range(args.runs):
-        quiet.runs.append(await posting.run())
+        meter.start()
+        quiet.runs.append(await posting.post(posting.plan()))
+        quiet.cpu.append(meter.stop())
         say(f"  no subscribers, run {run + 1}: {quiet.runs[-1].rate:,.0f} events/s")
     return quiet
 
 
-async def measure_busy(posting: Posting, args: argparse.Namespace) -> Scenario:
+async def measure_busy(posting: Posting, url: str, args: argparse.Namespace, meter: CpuMeter) -> Scenario:
     busy = Scenario(args.subscribers)
-    live_url = f"{args.url.replace('http', 'ws', 1)}/v1/live"
-    sampled = min(args.sampled, args.subscribers)
-    workers = Workers(live_url, sampled, args.subscribers - sampled, args.processes)
+    live_url = f"{url.replace('http', 'ws', 1)}/v1/live"
+    subscriptions = plan_subscriptions(random.Random(args.seed), args.subscribers, args.countries)
+    workers = Workers(live_url, subscriptions, min(args.sampled, args.subscribers), args.processes)
     try:
         connected = await workers.ready()
         say(f"  {connected} subscribers connected")
         for run in range(args.runs):
-            await workers.arm(args.events, args.delivery_timeout)
-            posted = await posting.run()
+            batches = posting.plan()
+            by_country = Counter(country for batch in batches for _, country, _ in batch)
+            busy.expected += sum(expected_starts(countries, by_country) for countries in subscriptions)
+            await workers.arm(by_country, args.delivery_timeout)
+            meter.start()
+            posted = await posting.post(batches)
             acked_ns = time.time_ns()
             deliveries = await workers.results()
+            busy.cpu.append(meter.stop())  # up to the last receipt: the fan-out's tail included
             busy.runs.append(posted)
             busy.deliveries.extend(deliveries)
             busy.add_delays(deliveries, posted.acks)
@@ -273,7 +332,7 @@ async def check_daemon(session: aiohttp.ClientSession, url: str) -> None:
 COLUMNS = (
     "subscribers", "events/run", "batch", "ingest events/s (median of {runs})", "POST p50 / p99 ms",
     "starts delivered", "dropped (lagged)", "closed by server", "delivery after ack p50 / p99 ms",
-    "delivery after send p50 / p99 ms", "fan-out done after last ack, s (median)", "subscriber processes' CPU s/run",
+    "delivery after send p50 / p99 ms", "fan-out done after last ack, s (median)", "CPU s/run: daemon / Cassandra / subscribers",
 )
 
 
@@ -283,17 +342,20 @@ def table(scenarios: list[Scenario], args: argparse.Namespace) -> str:
 
 def row(scenario: Scenario, args: argparse.Namespace) -> list[str]:
     post_ms = [ms for run in scenario.runs for ms in run.post_ms]
+    subscribed = "" if not args.countries else f" × {args.countries} {'country' if args.countries == 1 else 'countries'}"
     cells = [
-        str(scenario.subscribers),
+        f"{scenario.subscribers}{subscribed if scenario.subscribers else ''}",
         fmt_number(args.events),
         fmt_number(args.batch),
         fmt_number(statistics.median(run.rate for run in scenario.runs)),
         f"{fmt_ms(percentile(post_ms, 50))} / {fmt_ms(percentile(post_ms, 99))}",
     ]
+    cpu = f"{_cpu(scenario, 'daemon')} / {_cpu(scenario, 'cassandra')}"
     if not scenario.subscribers:
-        return cells + ["—"] * (len(COLUMNS) - len(cells))
+        return [*cells, *["—"] * (len(COLUMNS) - len(cells) - 1), f"{cpu} / —"]
     incomplete = sum(not delivery.complete for delivery in scenario.deliveries)
-    delivered = fmt_number(sum(delivery.received for delivery in scenario.deliveries))
+    received = sum(delivery.received for delivery in scenario.deliveries)
+    delivered = f"{fmt_number(received)} of {fmt_number(scenario.expected)}"
     return [
         *cells,
         delivered + (f" ({incomplete} waits timed out)" if incomplete else ""),
@@ -302,8 +364,14 @@ def row(scenario: Scenario, args: argparse.Namespace) -> list[str]:
         _p50_p99(scenario.after_ack_ms),
         _p50_p99(scenario.after_send_ms),
         f"{statistics.median(scenario.fanout_tail):.2f}",
-        f"{sum(delivery.cpu_seconds for delivery in scenario.deliveries) / len(scenario.runs):.1f}",
+        f"{cpu} / {sum(delivery.cpu_seconds for delivery in scenario.deliveries) / len(scenario.runs):.1f}",
     ]
+
+
+def _cpu(scenario: Scenario, process: str) -> str:
+    """Median CPU seconds per run of a metered process; — when it was not metered (a daemon at --url)."""
+    seconds = [run[process] for run in scenario.cpu if process in run]
+    return f"{statistics.median(seconds):.1f}" if seconds else "—"
 
 
 def _p50_p99(values: list[float]) -> str:
@@ -311,8 +379,18 @@ def _p50_p99(values: list[float]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="daemon base URL (default: %(default)s)")
-    parser.add_argument("--subscribers", type=int, default=500, help="websocket clients, all countries (default: %(default)s)")
+    parser.add_argument("--url", default=None, help="measure the daemon at this base URL (default: start one for the bench)")
+    parser.add_argument("--keyspace", default="bench_fanout", help="keyspace of the bench's daemon (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=18090, help="port of the bench's daemon (default: %(default)s)")
+    parser.add_argument(
+        "--fan-out-interval", type=float, default=None,
+        help="live.fan_out_interval of the bench's daemon, s (default: config.toml's)",
+    )
+    parser.add_argument("--subscribers", type=int, default=500, help="websocket clients (default: %(default)s)")
+    parser.add_argument(
+        "--countries", type=int, default=0,
+        help="countries per subscriber, drawn by traffic weight; 0 = every country (default: %(default)s)",
+    )
     parser.add_argument("--events", type=int, default=20_000, help="starts per run (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=1_000, help="events per POST (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=4, help="POSTs in flight (default: %(default)s)")
@@ -333,7 +411,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if min(args.subscribers, args.events, args.batch, args.concurrency, args.runs, args.processes) < 1:
         raise BenchError("--subscribers, --events, --batch, --concurrency, --runs and --processes must be at least 1")
-    args.url = args.url.rstrip("/")
+    if args.url:
+        args.url = args.url.rstrip("/")
     print(table(asyncio.run(bench(args)), args))
     return 0
 

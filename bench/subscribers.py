@@ -33,6 +33,19 @@ CLIENT_CLOSE = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # final close, code 1000, ma
 
 Progress = Callable[[int, int, int], None]
 """(subscriber index, starts accounted for: received or reported dropped, receipt time in ns)."""
+Subscription = tuple[str, ...] | None
+"""The countries one subscriber asks for; None for every country."""
+
+
+def subscription_url(url: str, countries: Subscription) -> str:
+    return url if countries is None else f"{url}?countries={','.join(countries)}"
+
+
+def expected_starts(countries: Subscription, by_country: dict[str, int]) -> int:
+    """How many of a run's starts a subscriber must account for."""
+    if countries is None:
+        return sum(by_country.values())
+    return sum(by_country.get(country, 0) for country in countries)
 
 
 def stamp_of(session_id: str) -> int:
@@ -87,6 +100,7 @@ class CountingClient(asyncio.Protocol):
         self.closing = False  # we started the close; a lost connection before that is the server's doing
         self._index = index
         self._url = urlsplit(url)
+        self._target = f"{self._url.path}?{self._url.query}" if self._url.query else self._url.path
         self._progress = progress
         self._counter = StreamCounter()
         self._head = b""  # the handshake answer, until it is complete
@@ -98,7 +112,7 @@ class CountingClient(asyncio.Protocol):
         self._transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
-            f"GET {self._url.path} HTTP/1.1\r\nHost: {self._url.netloc}\r\nUpgrade: websocket\r\n"
+            f"GET {self._target} HTTP/1.1\r\nHost: {self._url.netloc}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
 
@@ -152,11 +166,13 @@ class CountingClient(asyncio.Protocol):
 class SubscriberGroup:
     """One worker process's subscribers: connects them, then measures runs on command."""
 
-    def __init__(self, url: str, count: int, pipe: Connection) -> None:
+    def __init__(self, url: str, subscriptions: list[Subscription], pipe: Connection) -> None:
         self._url = url
-        self._count = count
+        self._subscriptions = subscriptions
+        self._count = len(subscriptions)
         self._pipe = pipe
-        self._expected = 0
+        self._expected: list[int] = []
+        self._gone: set[int] = set()  # subscribers the server closed
         self._progress: list[int] = []
         self._remaining = 0
         self._done = asyncio.Event()
@@ -168,8 +184,8 @@ class SubscriberGroup:
         await self._connect_all()
         self._pipe.send(("ready", self._count))
         while (command := await asyncio.to_thread(self._pipe.recv))[0] == "measure":
-            _, expected, timeout = command
-            self._arm(expected)
+            _, by_country, timeout = command
+            self._arm(by_country)
             self._pipe.send(("armed",))
             with contextlib.suppress(TimeoutError):  # reported as incomplete
                 await asyncio.wait_for(self._done.wait(), timeout)
@@ -182,15 +198,17 @@ class SubscriberGroup:
     async def _close_all(self) -> None:
         raise NotImplementedError
 
-    def _arm(self, expected: int) -> None:
-        self._expected = expected
+    def _arm(self, by_country: dict[str, int]) -> None:
+        self._expected = [expected_starts(countries, by_country) for countries in self._subscriptions]
         self._progress = [0] * self._count
-        self._remaining = self._count - self._closed
+        self._remaining = sum(
+            1 for index, expected in enumerate(self._expected) if expected and index not in self._gone
+        )
         self._received = self._dropped = self._last_ns = 0
         self._samples = []
         self._cpu_at_arm = time.process_time()
         self._done.clear()
-        if self._remaining <= 0 or expected == 0:
+        if self._remaining <= 0:
             self._done.set()
 
     def _result(self) -> Delivery:
@@ -201,8 +219,9 @@ class SubscriberGroup:
 
     def _server_closed(self, index: int) -> None:
         """Closed by the server (lagging, shutdown): stop waiting for it."""
+        self._gone.add(index)
         self._closed += 1
-        self._account(index, self._expected, time.time_ns())
+        self._account(index, self._expected[index] if self._expected else 0, time.time_ns())
 
     def _account(self, index: int, amount: int, now: int) -> None:
         if not self._progress:
@@ -210,7 +229,7 @@ class SubscriberGroup:
         before = self._progress[index]
         self._progress[index] = before + amount
         self._last_ns = max(self._last_ns, now)
-        if before < self._expected <= before + amount:
+        if before < self._expected[index] <= before + amount:
             self._remaining -= 1
             if self._remaining == 0:
                 self._done.set()
@@ -219,8 +238,8 @@ class SubscriberGroup:
 class CountingGroup(SubscriberGroup):
     """Many cheap subscribers: starts and drops counted from the bytes."""
 
-    def __init__(self, url: str, count: int, pipe: Connection) -> None:
-        super().__init__(url, count, pipe)
+    def __init__(self, url: str, subscriptions: list[Subscription], pipe: Connection) -> None:
+        super().__init__(url, subscriptions, pipe)
         self._clients: list[CountingClient] = []
         self._watchers: list[asyncio.Task[None]] = []
         self._baseline = (0, 0)  # starts and drops counted before the current run
@@ -229,8 +248,8 @@ class CountingGroup(SubscriberGroup):
         loop = asyncio.get_running_loop()
         url = urlsplit(self._url)
         host, port = url.hostname or "127.0.0.1", url.port or 80
-        for index in range(self._count):
-            client = CountingClient(index, self._url, self._on_data)
+        for index, countries in enumerate(self._subscriptions):
+            client = CountingClient(index, subscription_url(self._url, countries), self._on_data)
             await loop.create_connection(lambda client=client: client, host, port)  # type: ignore[misc]
             await client.ready
             self._clients.append(client)
@@ -242,8 +261,8 @@ class CountingGroup(SubscriberGroup):
     def _totals(self) -> tuple[int, int]:
         return sum(client.starts for client in self._clients), sum(client.dropped for client in self._clients)
 
-    def _arm(self, expected: int) -> None:
-        super()._arm(expected)
+    def _arm(self, by_country: dict[str, int]) -> None:
+        super()._arm(by_country)
         self._baseline = self._totals()
 
     def _result(self) -> Delivery:
@@ -265,16 +284,16 @@ class CountingGroup(SubscriberGroup):
 class SamplingGroup(SubscriberGroup):
     """A few full clients: every message decoded, every start's receipt time recorded."""
 
-    def __init__(self, url: str, count: int, pipe: Connection) -> None:
-        super().__init__(url, count, pipe)
+    def __init__(self, url: str, subscriptions: list[Subscription], pipe: Connection) -> None:
+        super().__init__(url, subscriptions, pipe)
         self._session: aiohttp.ClientSession | None = None
         self._sockets: list[aiohttp.ClientWebSocketResponse] = []
         self._readers: list[asyncio.Task[None]] = []
 
     async def _connect_all(self) -> None:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        for index in range(self._count):
-            ws = await self._session.ws_connect(self._url, max_msg_size=0)
+        for index, countries in enumerate(self._subscriptions):
+            ws = await self._session.ws_connect(subscription_url(self._url, countries), max_msg_size=0)
             greeting = await ws.receive_json(timeout=30)
             assert greeting["type"] == "subscribed", greeting
             self._sockets.append(ws)
@@ -306,6 +325,6 @@ class SamplingGroup(SubscriberGroup):
 GROUPS: dict[str, type[SubscriberGroup]] = {"counting": CountingGroup, "sampling": SamplingGroup}
 
 
-def worker_main(kind: str, url: str, count: int, pipe: Connection) -> None:
+def worker_main(kind: str, url: str, subscriptions: list[Subscription], pipe: Connection) -> None:
     """A worker process's entry point."""
-    asyncio.run(GROUPS[kind](url, count, pipe).run())
+    asyncio.run(GROUPS[kind](url, subscriptions, pipe).run())

@@ -7,9 +7,9 @@ import uuid
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient
 
 from bench.__main__ import build_parser
+from bench.common import free_port, lock_path
 from bench.fanout import bench
 from bench.subscribers import StreamCounter
 from daemon.events import Event
@@ -58,16 +58,21 @@ def test_the_counted_mark_is_how_the_daemon_encodes_a_start() -> None:
 
 
 @pytest.mark.cassandra
-async def test_small_fanout_run_accounts_for_every_start(client: TestClient) -> None:
-    url = str(client.make_url("")).rstrip("/")
+@pytest.mark.parametrize("countries", [0, 2])
+async def test_small_fanout_run_accounts_for_every_start(isolated_keyspace: str, countries: int) -> None:
     args = build_parser().parse_args(
-        ["fanout", "--url", url, "--subscribers", "4", "--sampled", "1", "--events", "60", "--batch", "20",
-         "--runs", "1", "--concurrency", "2"]
+        ["fanout", "--keyspace", isolated_keyspace, "--port", str(free_port()), "--subscribers", "4",
+         "--sampled", "1", "--events", "60", "--batch", "20", "--runs", "1", "--concurrency", "2",
+         "--countries", str(countries)]
     )
-    quiet, busy = await bench(args)
+    quiet, busy = await bench(args)  # starts its own daemon on the keyspace
     assert quiet.subscribers == 0 and quiet.runs[0].events == 60
     assert busy.subscribers == 4
-    assert sum(delivery.received for delivery in busy.deliveries) == 4 * 60  # 1 sampling + 3 counting clients
+    received = sum(delivery.received for delivery in busy.deliveries)  # 1 sampling + 3 counting clients
+    assert received == busy.expected
+    assert busy.expected == 4 * 60 if countries == 0 else 0 < busy.expected < 4 * 60
     assert all(delivery.complete and delivery.dropped == 0 for delivery in busy.deliveries)
-    assert len(busy.after_ack_ms) == len(busy.after_send_ms) == 60  # every start the sampled client got
+    assert len(busy.after_ack_ms) == len(busy.after_send_ms) > 0  # every start the sampled client got
     assert all(send >= ack for send, ack in zip(busy.after_send_ms, busy.after_ack_ms, strict=True))
+    assert busy.cpu[0]["daemon"] > 0 and busy.cpu[0]["cassandra"] > 0
+    lock_path(isolated_keyspace).unlink(missing_ok=True)  # the keyspace is dropped: no one locks it again
