@@ -43,17 +43,17 @@ FINER = {HOUR.name: MINUTE, DAY.name: HOUR, MONTH.name: DAY}
 
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
-_SELECT_LEVEL = "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ?"
+_SELECT_LEVEL = "SELECT period, counts FROM {ks}.start_rollups WHERE level = ? AND bucket = ?"
 _SELECT_LEVEL_RANGE = (
-    "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
+    "SELECT period, counts FROM {ks}.start_rollups WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
 )
 _WRITE_LEVEL = (
-    "UPDATE {ks}.start_counts USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
+    "UPDATE {ks}.start_rollups USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
 )
 
 
 class RollupStore:
-    """Prepared statements over `start_counts` and `starts_by_minute`."""
+    """Prepared statements over `start_rollups` and `starts_by_minute`."""
 
     __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write")
 

@@ -15,7 +15,7 @@ REQUIRED_TABLES = (
     "country_starts",
     "start_hours_by_country",
     "starts_by_minute",
-    "start_counts",
+    "start_rollups",
     "compat_cursor",
     "schema_version",
 )
