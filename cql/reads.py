@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,12 +46,17 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sessions": (_SELECT_SESSIONS, ("text",)),
 }
 
-# Hours per multi-partition read, and how many such reads run at once in each successive wave.
-# Cassandra reads the partitions of one request one after another and stops at its LIMIT, so a
-# busy country's page costs one request; a sparse country's month of non-empty hours (hundreds,
-# a handful of starts each) costs three waves instead of one request per hour.
+# Cassandra reads the partitions of one `IN` request one after another and stops at its LIMIT,
+# so a busy country's page costs one request whatever the request names. The first request names
+# up to FIRST_HOURS non-empty hours; when those were too sparse to fill the page, the next wave
+# covers the hours the page still needs at the density seen so far (plus a quarter), in
+# concurrent runs of RUN_HOURS: runs beyond the page's end read their partitions for nothing, so
+# the estimate keeps them few. A sparse country's month (hundreds of non-empty hours with a few
+# starts each) is two round trips instead of one request per hour.
+FIRST_HOURS = 256
 RUN_HOURS = 64
-WAVES = (1, 4, 16)
+MAX_RUNS = 16
+MARGIN = 1.25
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -103,7 +108,7 @@ class Reads:
         """Up to `limit` starts in [start_ms, end_ms), newest first, after `after`; and where to resume.
 
         The hour index tells which hours hold starts, so empty hours cost nothing; runs of
-        non-empty hours are read in growing concurrent waves until the page is full.
+        non-empty hours are read with multi-partition requests until the page is full.
         """
         last_hour = (end_ms - 1) // MS_PER_HOUR if after is None else after.hour
         hour_rows = await self._db.execute(
@@ -112,13 +117,10 @@ class Reads:
         hours = [hour for (hour,) in hour_rows]  # newest first (clustering order)
         found: list[tuple[int, StoredStart]] = []
         index = 0
-        for wave in itertools.chain(WAVES, itertools.repeat(WAVES[-1])):
-            if index >= len(hours) or len(found) > limit:
-                break
-            runs = [hours[offset : offset + RUN_HOURS] for offset in range(index, index + wave * RUN_HOURS, RUN_HOURS)]
-            runs = [run for run in runs if run]
-            index += sum(map(len, runs))
+        while index < len(hours) and len(found) <= limit:
             want = limit + 1 - len(found)  # one extra tells whether another page exists
+            runs = [hours[:FIRST_HOURS]] if index == 0 else _runs(hours[index:], want, len(found) / index)
+            index += sum(map(len, runs))
             results = await asyncio.gather(*(self._run_starts(country, run, start_ms, end_ms, want, after) for run in runs))
             for rows in results:
                 found.extend(rows)
@@ -173,3 +175,10 @@ class Reads:
         recent = [session for session in sessions if session.start_ms >= since_ms]
         recent.sort(key=lambda session: (session.start_ms, session.session_id), reverse=True)
         return recent[:limit]
+
+
+def _runs(hours: list[int], want: int, density: float) -> list[list[int]]:
+    """The next wave: enough of `hours` for `want` more rows at `density` rows per hour, in runs."""
+    span = math.ceil(want / density * MARGIN) if density > 0 else MAX_RUNS * RUN_HOURS
+    span = min(max(span, RUN_HOURS), MAX_RUNS * RUN_HOURS)
+    return [hours[offset : offset + RUN_HOURS] for offset in range(0, min(span, len(hours)), RUN_HOURS)]

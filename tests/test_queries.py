@@ -87,10 +87,10 @@ async def test_paging_has_no_gaps_or_repeats_even_with_equal_timestamps(iso_clie
 
 
 async def test_paging_across_runs_of_sparse_hours(iso_client: TestClient) -> None:
-    """Hundreds of non-empty hours with a few starts each: several multi-hour reads per page."""
+    """Hundreds of non-empty hours with a few starts each: several multi-partition reads per page."""
     rng = random.Random(8)
     events = []
-    for hour in rng.sample(range(700), 300):  # more hours than one run of RUN_HOURS holds
+    for hour in rng.sample(range(700), 300):  # more hours than the first request names
         for _ in range(rng.randrange(1, 4)):
             moment = NOW - dt.timedelta(hours=hour, seconds=rng.randrange(0, 3600))
             events.append(start(new_player(), str(uuid.uuid4()), iso(moment), "UY"))
