@@ -15,7 +15,7 @@ REQUIRED_TABLES = (
     "country_starts",
     "start_hours_by_country",
     "starts_by_minute",
-    "start_rollups",
+    "rollup_counts",
     "compat_cursor",
     "schema_version",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, start
@@ -27,12 +28,12 @@ def minute_row(admin: Any, keyspace: str, minute: int) -> tuple[dict[str, int], 
     """(counts, write time in µs) of a minute's rollup row, or None when it was never written."""
     rows = list(
         admin.execute(
-            f"SELECT counts, writetime(counts) AS written FROM {keyspace}.start_rollups"
+            f"SELECT counts, writetime(counts) AS written FROM {keyspace}.rollup_counts"
             " WHERE level = 'minute' AND bucket = %s AND period = %s",
             (minute // 60, minute),
         )
     )
-    return (dict(rows[0].counts), rows[0].written) if rows else None
+    return (orjson.loads(rows[0].counts), rows[0].written) if rows else None
 
 
 async def test_a_recount_that_changes_nothing_is_not_rewritten(
