@@ -3,28 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cassandra.query import PreparedStatement
-
+from cql.binding import (
+    FastBinder,
+    encode_int,
+    encode_int_list,
+    encode_text,
+    encode_timestamp,
+    encode_uuid,
+)
 from cql.driver import Database
 from daemon.events import MS_PER_HOUR, datetime_to_ms
+
+log = logging.getLogger(__name__)
 
 _SELECT_HOURS = (
     "SELECT hour FROM {ks}.start_hours_by_country WHERE country = ? AND hour >= ? AND hour <= ?"
 )
+# A run of hours in one request: `hour_desc IN` answers in ascending key order, newest hour first.
 _SELECT_STARTS = (
-    "SELECT ts, session_id, player_id FROM {ks}.starts_by_country"
-    " WHERE country = ? AND hour = ? AND ts >= ? AND ts < ? LIMIT ?"
+    "SELECT hour_desc, ts, session_id, player_id FROM {ks}.country_starts"
+    " WHERE country = ? AND hour_desc IN ? AND ts >= ? AND ts < ? LIMIT ?"
 )
-# Resuming inside the cursor's hour: strictly after (older than) the last start returned.
+# Resuming after the cursor: strictly after (older than) the last start returned. Every row of an
+# older hour is older than the cursor's start, so one restriction serves the whole run.
 _SELECT_STARTS_AFTER = (
-    "SELECT ts, session_id, player_id FROM {ks}.starts_by_country"
-    " WHERE country = ? AND hour = ? AND (ts, session_id) < (?, ?) LIMIT ?"
+    "SELECT hour_desc, ts, session_id, player_id FROM {ks}.country_starts"
+    " WHERE country = ? AND hour_desc IN ? AND (ts, session_id) < (?, ?) AND (ts) >= (?) LIMIT ?"
 )
 _SELECT_SESSIONS = "SELECT session_id, start_ts, end_ts, country FROM {ks}.sessions_by_player WHERE player_id = ?"
+
+_STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name: (query, the column types its bind markers take, in order)
+    "hours": (_SELECT_HOURS, ("text", "int", "int")),
+    "starts": (_SELECT_STARTS, ("text", "list<int>", "timestamp", "timestamp", "int")),
+    "starts_after": (_SELECT_STARTS_AFTER, ("text", "list<int>", "timestamp", "uuid", "timestamp", "int")),
+    "sessions": (_SELECT_SESSIONS, ("text",)),
+}
+
+# Cassandra reads the partitions of one `IN` request one after another and stops at its LIMIT,
+# so a busy country's page costs one request whatever the request names. The first request names
+# up to FIRST_HOURS non-empty hours; when those were too sparse to fill the page, the next wave
+# covers the hours the page still needs at the density seen so far (plus a quarter), in
+# concurrent runs of RUN_HOURS: runs beyond the page's end read their partitions for nothing, so
+# the estimate keeps them few. A sparse country's month (hundreds of non-empty hours with a few
+# starts each) is two round trips instead of one request per hour.
+FIRST_HOURS = 256
+RUN_HOURS = 64
+MAX_RUNS = 16
+MARGIN = 1.25
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,68 +84,81 @@ class CompleteSession:
 
 
 class Reads:
-    """Prepared read statements and the logic that stitches their single-partition results."""
+    """Prepared read statements and the logic that stitches their results."""
 
-    __slots__ = ("_db", "_hours", "_starts", "_starts_after", "_sessions")
+    __slots__ = ("_db", "_hours", "_sessions", "_starts", "_starts_after")
 
-    def __init__(self, db: Database, statements: Mapping[str, PreparedStatement]) -> None:
+    def __init__(self, db: Database, binders: Mapping[str, FastBinder]) -> None:
         self._db = db
-        self._hours = statements["hours"]
-        self._starts = statements["starts"]
-        self._starts_after = statements["starts_after"]
-        self._sessions = statements["sessions"]
+        self._hours = binders["hours"]
+        self._starts = binders["starts"]
+        self._starts_after = binders["starts_after"]
+        self._sessions = binders["sessions"]
 
     @classmethod
     async def prepare(cls, db: Database) -> Reads:
-        queries = {
-            "hours": _SELECT_HOURS,
-            "starts": _SELECT_STARTS,
-            "starts_after": _SELECT_STARTS_AFTER,
-            "sessions": _SELECT_SESSIONS,
-        }
-        return cls(db, {name: await db.prepare(query.format(ks=db.keyspace)) for name, query in queries.items()})
+        binders = {}
+        for name, (query, types) in _STATEMENTS.items():
+            binders[name] = FastBinder(await db.prepare(query.format(ks=db.keyspace)), types)
+        return cls(db, binders)
 
     async def country_starts(
         self, country: str, start_ms: int, end_ms: int, limit: int, after: StartPosition | None
     ) -> tuple[list[StoredStart], StartPosition | None]:
         """Up to `limit` starts in [start_ms, end_ms), newest first, after `after`; and where to resume.
 
-        The hour index tells which hours hold starts, so empty hours cost nothing; hours are read
-        in growing concurrent waves until the page is full.
+        The hour index tells which hours hold starts, so empty hours cost nothing; runs of
+        non-empty hours are read with multi-partition requests until the page is full.
         """
         last_hour = (end_ms - 1) // MS_PER_HOUR if after is None else after.hour
-        hour_rows = await self._db.execute(self._hours, (country, start_ms // MS_PER_HOUR, last_hour))
+        hour_rows = await self._db.execute(
+            self._hours.bind([encode_text(country), encode_int(start_ms // MS_PER_HOUR), encode_int(last_hour)])
+        )
         hours = [hour for (hour,) in hour_rows]  # newest first (clustering order)
         found: list[tuple[int, StoredStart]] = []
-        # First wave small (a busy hour can fill a page alone), then wider: every wave is one
-        # round trip, and sparse countries need one read per non-empty hour.
-        wave = 8
         index = 0
         while index < len(hours) and len(found) <= limit:
-            batch = hours[index : index + wave]
-            index += len(batch)
             want = limit + 1 - len(found)  # one extra tells whether another page exists
-            results = await asyncio.gather(
-                *(self._hour_starts(country, hour, start_ms, end_ms, want, after) for hour in batch)
-            )
-            for hour, rows in zip(batch, results, strict=True):
-                found.extend((hour, row) for row in rows)
-            wave = min(wave * 4, 256)
+            runs = [hours[:FIRST_HOURS]] if index == 0 else _runs(hours[index:], want, len(found) / index)
+            index += sum(map(len, runs))
+            results = await asyncio.gather(*(self._run_starts(country, run, start_ms, end_ms, want, after) for run in runs))
+            for rows in results:
+                found.extend(rows)
         page = found[:limit]
         if len(found) <= limit or not page:
             return [start for _, start in page], None
         hour, last = page[-1]
         return [start for _, start in page], StartPosition(hour, last.ts_ms, last.session_id)
 
-    async def _hour_starts(
-        self, country: str, hour: int, start_ms: int, end_ms: int, limit: int, after: StartPosition | None
-    ) -> list[StoredStart]:
-        if after is not None and hour == after.hour:
-            rows = await self._db.execute(self._starts_after, (country, hour, after.ts_ms, after.session_id, limit))
+    async def _run_starts(
+        self, country: str, hours: list[int], start_ms: int, end_ms: int, limit: int, after: StartPosition | None
+    ) -> list[tuple[int, StoredStart]]:
+        """Up to `limit` starts of a run of hours (newest first), each with its hour."""
+        keys = encode_int_list([-hour for hour in hours])
+        if after is None:
+            values = [encode_text(country), keys, encode_timestamp(start_ms), encode_timestamp(end_ms), encode_int(limit)]
+            statement = self._starts.bind(values)
         else:
-            rows = await self._db.execute(self._starts, (country, hour, start_ms, end_ms, limit))
-        starts = [StoredStart(datetime_to_ms(ts), session_id, player_id) for ts, session_id, player_id in rows]
-        return [start for start in starts if start_ms <= start.ts_ms < end_ms]
+            values = [
+                encode_text(country), keys, encode_timestamp(after.ts_ms), encode_uuid(after.session_id),
+                encode_timestamp(start_ms), encode_int(limit),
+            ]
+            statement = self._starts_after.bind(values)
+        rows = await self._db.execute(statement)
+        if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
+            # Not the newest-first order this read relies on (a Cassandra version that orders IN
+            # partitions differently): the LIMIT may have kept the wrong rows, so ask hour by hour.
+            if len(hours) == 1:
+                raise RuntimeError("country_starts: rows of one partition out of clustering order")
+            log.warning("country_starts: multi-partition read out of key order; reading hour by hour")
+            parts = await asyncio.gather(
+                *(self._run_starts(country, [hour], start_ms, end_ms, limit, after) for hour in hours)
+            )
+            return [row for part in parts for row in part][:limit]
+        return [
+            (-hour_desc, StoredStart(datetime_to_ms(ts), session_id, player_id))
+            for hour_desc, ts, session_id, player_id in rows
+        ]
 
     async def complete_sessions(self, player_id: str, since_ms: int, limit: int) -> list[CompleteSession]:
         """The `limit` newest sessions with both halves stored and a start at or after `since_ms`.
@@ -121,7 +166,7 @@ class Reads:
         The whole partition is one read (a player's sessions of the last year): filtering before
         the limit is what makes "the 20 newest complete" exact when newer sessions are incomplete.
         """
-        rows = await self._db.execute(self._sessions, (player_id,))
+        rows = await self._db.execute(self._sessions.bind([encode_text(player_id)]))
         sessions = [
             CompleteSession(session_id, country or "", datetime_to_ms(start), datetime_to_ms(end))
             for session_id, start, end, country in rows
@@ -130,3 +175,10 @@ class Reads:
         recent = [session for session in sessions if session.start_ms >= since_ms]
         recent.sort(key=lambda session: (session.start_ms, session.session_id), reverse=True)
         return recent[:limit]
+
+
+def _runs(hours: list[int], want: int, density: float) -> list[list[int]]:
+    """The next wave: enough of `hours` for `want` more rows at `density` rows per hour, in runs."""
+    span = math.ceil(want / density * MARGIN) if density > 0 else MAX_RUNS * RUN_HOURS
+    span = min(max(span, RUN_HOURS), MAX_RUNS * RUN_HOURS)
+    return [hours[offset : offset + RUN_HOURS] for offset in range(0, min(span, len(hours)), RUN_HOURS)]

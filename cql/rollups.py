@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
+import orjson
 from cassandra.query import PreparedStatement
 
 from cql.driver import Database
@@ -43,17 +44,17 @@ FINER = {HOUR.name: MINUTE, DAY.name: HOUR, MONTH.name: DAY}
 
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
-_SELECT_LEVEL = "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ?"
+_SELECT_LEVEL = "SELECT period, counts FROM {ks}.rollup_counts WHERE level = ? AND bucket = ?"
 _SELECT_LEVEL_RANGE = (
-    "SELECT period, counts FROM {ks}.start_counts WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
+    "SELECT period, counts FROM {ks}.rollup_counts WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
 )
 _WRITE_LEVEL = (
-    "UPDATE {ks}.start_counts USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
+    "UPDATE {ks}.rollup_counts USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
 )
 
 
 class RollupStore:
-    """Prepared statements over `start_counts` and `starts_by_minute`."""
+    """Prepared statements over `rollup_counts` and `starts_by_minute`."""
 
     __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write")
 
@@ -91,9 +92,9 @@ class RollupStore:
         return await self._sum_rows(self._level, (level.name, bucket))
 
     async def write(self, level: Level, period: int, counts: Mapping[str, int], write_us: int, ttl: int) -> None:
-        """Replace a period's whole map; the write time orders competing recounts (newest wins)."""
+        """Replace a period's whole counts; the write time orders competing recounts (newest wins)."""
         bucket = level.bucket_of(period)
-        await self._db.execute(self._write, (write_us, ttl, dict(counts), level.name, bucket, period))
+        await self._db.execute(self._write, (write_us, ttl, encode_counts(counts), level.name, bucket, period))
 
     async def totals(self, start_ms: int, end_ms: int) -> Counter[str]:
         """Starts per country in [start_ms, end_ms): a few single-partition reads, run concurrently."""
@@ -122,8 +123,14 @@ class RollupStore:
         return await self._sum_rows(self._level_range, (level.name, bucket, first, last))
 
     async def _sum_rows(self, query: PreparedStatement, params: tuple[Any, ...]) -> Counter[str]:
-        """Add up the count maps of the (period, counts) rows a rollup query returns."""
+        """Add up the counts of the (period, counts) rows a rollup query returns."""
         total: Counter[str] = Counter()
         for _, counts in await self._db.execute(query, params):
-            total.update(counts or {})
+            if counts:
+                total.update(orjson.loads(counts))
         return total
+
+
+def encode_counts(counts: Mapping[str, int]) -> bytes:
+    """A rollup row's cell: a JSON object country -> count, without zero counts."""
+    return orjson.dumps({country: count for country, count in counts.items() if count})

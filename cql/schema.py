@@ -9,13 +9,13 @@ from importlib import resources
 from cql.driver import Database
 from daemon.config import CassandraConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REQUIRED_TABLES = (
     "sessions_by_player",
-    "starts_by_country",
+    "country_starts",
     "start_hours_by_country",
     "starts_by_minute",
-    "start_counts",
+    "rollup_counts",
     "compat_cursor",
     "schema_version",
 )

@@ -22,7 +22,7 @@ _UPSERT_END = """
 UPDATE {ks}.sessions_by_player USING TTL ? SET end_ts = ?
 WHERE player_id = ? AND session_id = ?"""
 _INSERT_COUNTRY_START = """
-INSERT INTO {ks}.starts_by_country (country, hour, ts, session_id, player_id)
+INSERT INTO {ks}.country_starts (country, hour_desc, ts, session_id, player_id)
 VALUES (?, ?, ?, ?, ?) USING TTL ?"""
 _INSERT_MINUTE_START = """
 INSERT INTO {ks}.starts_by_minute (minute, ts, session_id, country)
@@ -88,7 +88,7 @@ class EventWriter:
             minute = event.ts_ms // MS_PER_MINUTE
             groups[event.player_id].append(upsert_start([ttl, ts, country, player, session]))
             groups[(event.country, hour)].append(
-                insert_country_start([country, encode_int(hour), ts, session, player, ttl])
+                insert_country_start([country, encode_int(-hour), ts, session, player, ttl])
             )
             groups[minute].append(insert_minute_start([encode_int(minute), ts, session, country, ttl]))
             if (event.country, hour) not in self._known_hours:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 
 from cql.rollups import DAY, FINER, HOUR, MINUTE, MONTH, Level, RollupStore
 from daemon.clock import Clock
@@ -16,14 +17,30 @@ from daemon.timebuckets import HOURS_PER_DAY, MINUTES_PER_HOUR, month_of_day
 log = logging.getLogger(__name__)
 
 REST_FACTOR = 3  # the refresher works at most a quarter of the time
+LEVELS = (MINUTE, HOUR, DAY, MONTH)  # finest first: each level is summed from the one before
+# The coarser period a recount of each level makes stale.
+PARENT: dict[str, tuple[Level, Callable[[int], int]]] = {MINUTE.name: (HOUR, lambda minute: minute // MINUTES_PER_HOUR),
+          HOUR.name: (DAY, lambda hour: hour // HOURS_PER_DAY),
+          DAY.name: (MONTH, month_of_day)}
+WRITTEN_CACHE = 20_000  # rows whose last written counts are remembered (to skip unchanged rewrites)
+BATCH = 1_000  # recounts gathered at once, so a huge rebuild keeps a bounded task count
+
+Counts = tuple[tuple[str, int], ...]
 
 
 class RollupRefresher:
-    """Collects the minutes that received starts and, every `interval`, recounts them and their
-    hours, days and months. Recounts are absolute, so duplicates and retries never inflate them.
+    """Collects the minutes that received starts and recounts them and their hours, days and
+    months. Recounts are absolute, so duplicates and retries never inflate them.
 
-    The dirty set lives in memory: starts acknowledged just before a crash may leave a rollup
-    stale until `python -m daemon rollups rebuild` recounts the range.
+    A period's row is only read by windows that contain the whole period, and a window ends at
+    "now": so a period is recounted once it has ended by the service clock (and again whenever
+    later starts land in it), never while it is still open; the partial minute at a window's
+    edge is counted from the raw rows. A recount whose result equals what this process last
+    wrote is not written again, and does not make its hour, day and month stale.
+
+    The dirty sets live in memory: starts acknowledged just before a crash may leave a rollup
+    stale until `python -m daemon rollups rebuild` recounts the range. A clean shutdown recounts
+    everything still dirty, ended or not.
     """
 
     def __init__(self, store: RollupStore, config: RollupConfig, clock: Clock, retention_ms: int) -> None:
@@ -31,26 +48,28 @@ class RollupRefresher:
         self._config = config
         self._clock = clock
         self._retention_ms = retention_ms
-        self._dirty: set[int] = set()
+        self._dirty: dict[str, set[int]] = {level.name: set() for level in LEVELS}
+        self._written: OrderedDict[tuple[str, int], Counts] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def mark(self, events: Sequence[Event]) -> None:
         """Listener for stored events: remember the minutes of their starts."""
-        before = len(self._dirty)
-        self._dirty.update(event.ts_ms // MS_PER_MINUTE for event in events if event.country is not None)
-        if len(self._dirty) != before:
+        minutes = self._dirty[MINUTE.name]
+        before = len(minutes)
+        minutes.update(event.ts_ms // MS_PER_MINUTE for event in events if event.country is not None)
+        if len(minutes) != before:
             self._wake.set()
 
     def mark_range(self, first_minute: int, end_minute: int) -> None:
         """Mark every minute of [first_minute, end_minute) for a recount (a rebuild)."""
-        self._dirty.update(range(first_minute, end_minute))
+        self._dirty[MINUTE.name].update(range(first_minute, end_minute))
         self._wake.set()
 
     @property
     def pending(self) -> int:
-        return len(self._dirty)
+        return sum(map(len, self._dirty.values()))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rollup-refresher")
@@ -58,11 +77,14 @@ class RollupRefresher:
     async def _run(self) -> None:
         busy = 0.0
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._until_next_due())
+            except TimeoutError:
+                pass  # a dirty period has just ended: time to count it
             # Debounce, and rest three times as long as the last round worked: during a bulk load
             # of shuffled history every minute is dirty again at once, and recounting back to back
-            # would take as much of Cassandra as the load itself. Live traffic dirties a few
-            # minutes, so its rounds are short and `interval` rules.
+            # would take as much of Cassandra as the load itself. Live traffic makes one minute
+            # due per minute, so its rounds are short and `interval` rules.
             await asyncio.sleep(max(self._config.interval, REST_FACTOR * busy))
             started = time.monotonic()
             try:
@@ -73,69 +95,88 @@ class RollupRefresher:
                 log.exception("rollup refresh failed; will retry")
             busy = time.monotonic() - started
 
-    async def refresh(self) -> None:
-        """Recount every dirty minute and the hours, days and months above it."""
+    def _until_next_due(self) -> float | None:
+        """Seconds until the earliest dirty period ends (None: nothing waits, or the clock is frozen)."""
+        if self._clock.frozen:
+            return None
+        ends = [level.end_ms_of(min(self._dirty[level.name])) for level in LEVELS if self._dirty[level.name]]
+        if not ends:
+            return None
+        return max(0.0, (min(ends) - datetime_to_ms(self._clock.now())) / 1000)
+
+    async def refresh(self, everything: bool = False) -> None:
+        """Recount every dirty period that has ended (or all of them), finest level first."""
         async with self._lock:
             self._wake.clear()
-            minutes, self._dirty = self._dirty, set()
-            if not minutes:
-                return
-            try:
-                await self._recount(minutes)
-            except BaseException:
-                self._dirty |= minutes  # try again next round; recounting twice is harmless
-                self._wake.set()
-                raise
+            write_us = time.time_ns() // 1_000  # later recounts win over earlier ones, in any replica
+            now_ms = datetime_to_ms(self._clock.now())
+            started = time.monotonic()
+            done = []
+            failed = 0
+            for level in LEVELS:
+                dirty = self._dirty[level.name]
+                # A window [start, now + 1 ms) holds a whole period only once the period has ended.
+                due = sorted(p for p in dirty if everything or level.end_ms_of(p) <= now_ms + 1)
+                dirty.difference_update(due)
+                failures = await self._recount_all(level, due, write_us, now_ms)
+                dirty.update(failures)
+                failed += len(failures)
+                done.append(f"{len(due) - len(failures)} {level.name}s")
+            log.debug("rollups: recounted %s in %.2fs", ", ".join(done), time.monotonic() - started)
+            if failed:
+                self._wake.set()  # try again next round; recounting twice is harmless
+                raise RuntimeError(f"{failed} rollup recounts failed; they stay dirty")
 
-    async def _recount(self, minutes: set[int]) -> None:
-        write_us = time.time_ns() // 1_000  # later recounts win over earlier ones, in any replica
-        now_ms = datetime_to_ms(self._clock.now())
-        started = time.monotonic()
-        await self._each(minutes, lambda minute: self._recount_minute(minute, write_us, now_ms))
-        hours = {minute // MINUTES_PER_HOUR for minute in minutes}
-        await self._each(hours, lambda hour: self._recount_from_finer(HOUR, hour, write_us, now_ms))
-        days = {hour // HOURS_PER_DAY for hour in hours}
-        await self._each(days, lambda day: self._recount_from_finer(DAY, day, write_us, now_ms))
-        months = {month_of_day(day) for day in days}
-        await self._each(months, lambda month: self._recount_from_finer(MONTH, month, write_us, now_ms))
-        log.debug(
-            "rollups: recounted %d minutes, %d hours, %d days, %d months in %.2fs",
-            len(minutes), len(hours), len(days), len(months), time.monotonic() - started,
-        )
-
-    async def _recount_minute(self, minute: int, write_us: int, now_ms: int) -> None:
-        ttl = self._ttl(MINUTE, minute, now_ms)
-        if ttl > 0:
-            await self._store.write(MINUTE, minute, await self._store.count_minute(minute), write_us, ttl)
-
-    async def _recount_from_finer(self, level: Level, period: int, write_us: int, now_ms: int) -> None:
-        ttl = self._ttl(level, period, now_ms)
-        if ttl > 0:
-            counts = await self._store.sum_partition(FINER[level.name], period)
-            await self._store.write(level, period, counts, write_us, ttl)
-
-    def _ttl(self, level: Level, period: int, now_ms: int) -> int:
-        """Seconds until the period ends plus retention, by the service clock; <= 0 means expired."""
-        return (level.end_ms_of(period) + self._retention_ms - now_ms) // 1000
-
-    async def _each(self, periods: Iterable[int], recount: Callable[[int], Awaitable[None]]) -> None:
-        """Run recounts with at most `concurrency` in flight."""
+    async def _recount_all(self, level: Level, periods: list[int], write_us: int, now_ms: int) -> list[int]:
+        """Recount `periods` with at most `concurrency` in flight; return the ones that failed."""
         limit = asyncio.Semaphore(self._config.concurrency)
 
         async def bounded(period: int) -> None:
             async with limit:
-                await recount(period)
+                await self._recount(level, period, write_us, now_ms)
 
-        ordered = sorted(periods)
-        for offset in range(0, len(ordered), 1_000):  # bounded task count for huge rebuilds
-            await asyncio.gather(*(bounded(period) for period in ordered[offset : offset + 1_000]))
+        failed = []
+        for offset in range(0, len(periods), BATCH):
+            chunk = periods[offset : offset + BATCH]
+            results = await asyncio.gather(*(bounded(period) for period in chunk), return_exceptions=True)
+            for period, result in zip(chunk, results, strict=True):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                if isinstance(result, BaseException):
+                    log.warning("rollups: recount of %s %d failed: %r", level.name, period, result)
+                    failed.append(period)
+        return failed
+
+    async def _recount(self, level: Level, period: int, write_us: int, now_ms: int) -> None:
+        ttl = (level.end_ms_of(period) + self._retention_ms - now_ms) // 1000  # by the service clock
+        if ttl <= 0:
+            return  # expired: no window can hold it
+        if level is MINUTE:
+            counts = await self._store.count_minute(period)
+        else:
+            counts = await self._store.sum_partition(FINER[level.name], period)
+        key, value = (level.name, period), _frozen(counts)
+        if self._written.get(key) == value:
+            return  # unchanged since this process wrote it: nothing above it is stale either
+        await self._store.write(level, period, counts, write_us, ttl)
+        self._written[key] = value
+        self._written.move_to_end(key)
+        while len(self._written) > WRITTEN_CACHE:
+            self._written.popitem(last=False)
+        if level.name in PARENT:
+            parent, parent_of = PARENT[level.name]
+            self._dirty[parent.name].add(parent_of(period))
 
     async def close(self, timeout: float) -> None:
-        """Stop the loop, then recount what is still dirty (bounded by `timeout`)."""
+        """Stop the loop, then recount what is still dirty, ended or not (bounded by `timeout`)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         try:
-            await asyncio.wait_for(self.refresh(), timeout)
+            await asyncio.wait_for(self.refresh(everything=True), timeout)
         except (TimeoutError, Exception) as exc:
-            log.warning("rollups: final refresh incomplete (%s); %d minutes left dirty", exc, self.pending)
+            log.warning("rollups: final refresh incomplete (%s); %d periods left dirty", exc, self.pending)
+
+
+def _frozen(counts: Mapping[str, int]) -> Counts:
+    return tuple(sorted((country, count) for country, count in counts.items() if count))

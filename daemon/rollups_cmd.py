@@ -47,7 +47,7 @@ async def _rebuild(config: Config, clock: Clock, first_minute: int, end_minute: 
             await RollupStore.prepare(db), config.rollups, clock, config.ingest.retention_days * MS_PER_DAY
         )
         refresher.mark_range(first_minute, end_minute)
-        await refresher.refresh()
+        await refresher.refresh(everything=True)
     finally:
         await db.close()
     return end_minute - first_minute

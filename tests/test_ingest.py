@@ -26,8 +26,8 @@ def stored_sessions(admin: Any, keyspace: str, player: str) -> dict[str, tuple[A
 
 def country_rows(admin: Any, keyspace: str, country: str, hour: int, session: str) -> int:
     rows = admin.execute(
-        f"SELECT session_id FROM {keyspace}.starts_by_country WHERE country = %s AND hour = %s",
-        (country, hour),
+        f"SELECT session_id FROM {keyspace}.country_starts WHERE country = %s AND hour_desc = %s",
+        (country, -hour),
     )
     return sum(1 for row in rows if str(row.session_id) == session)
 

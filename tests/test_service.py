@@ -56,8 +56,8 @@ def test_serve_without_schema_fails_with_one_line() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: schema missing in keyspace pss_no_such_keyspace: sessions_by_player, starts_by_country,"
-        " start_hours_by_country, starts_by_minute, start_counts, compat_cursor, schema_version"
+        "error: schema missing in keyspace pss_no_such_keyspace: sessions_by_player, country_starts,"
+        " start_hours_by_country, starts_by_minute, rollup_counts, compat_cursor, schema_version"
         " (run `python -m daemon schema apply`)"
     )
     assert "Traceback" not in result.stderr
@@ -152,7 +152,7 @@ async def test_rollups_rebuild_recounts_lost_totals(isolated_keyspace: str, aioh
               start(player, str(uuid.uuid4()), "2016-11-30T23:59:00", "NO")]
     assert (await post_events(client, events)).status == 200
     await client.close()  # the final refresh writes the totals...
-    cassandra_admin.execute(f"TRUNCATE {isolated_keyspace}.start_counts")  # ...which we then lose
+    cassandra_admin.execute(f"TRUNCATE {isolated_keyspace}.rollup_counts")  # ...which we then lose
     result = subprocess.run(
         [sys.executable, "-m", "daemon", "rollups", "rebuild", "--since", "2016-11-30T00:00:00Z",
          "--until", "2016-12-01T00:00:00Z"],
