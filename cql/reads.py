@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import math
 import uuid
@@ -23,7 +24,7 @@ from daemon.events import MS_PER_HOUR, datetime_to_ms
 log = logging.getLogger(__name__)
 
 _SELECT_HOURS = (
-    "SELECT hour FROM {ks}.start_hours_by_country WHERE country = ? AND hour >= ? AND hour <= ?"
+    "SELECT hour, starts FROM {ks}.start_hours_by_country WHERE country = ? AND hour >= ? AND hour <= ?"
 )
 # A run of hours in one request: `hour_desc IN` answers in ascending key order, newest hour first.
 _SELECT_STARTS = (
@@ -47,12 +48,13 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 # Cassandra reads the partitions of one `IN` request one after another and stops at its LIMIT,
-# so a busy country's page costs one request whatever the request names. The first request names
-# up to FIRST_HOURS non-empty hours; when those were too sparse to fill the page, the next wave
-# covers the hours the page still needs at the density seen so far (plus a quarter), in
-# concurrent runs of RUN_HOURS: runs beyond the page's end read their partitions for nothing, so
-# the estimate keeps them few. A sparse country's month (hundreds of non-empty hours with a few
-# starts each) is two round trips instead of one request per hour.
+# so a busy country's page costs one request whatever the request names, and runs beyond the
+# page's end read their partitions for nothing. The hour index carries each ended hour's count
+# (written by the rollup refresher), so the first wave names the hours the page needs, in
+# concurrent runs of RUN_HOURS. Without counts (none recounted yet) it names FIRST_HOURS hours in
+# one request. When a wave falls short (counts stale or missing), the next covers the hours the
+# page still needs at the density seen so far (plus a quarter). A sparse country's month
+# (hundreds of non-empty hours with a few starts each) is then one wave of concurrent requests.
 FIRST_HOURS = 256
 RUN_HOURS = 64
 MAX_RUNS = 16
@@ -70,9 +72,15 @@ class StartPosition:
 
 @dataclass(frozen=True, slots=True)
 class StoredStart:
-    ts_ms: int
+    # As the driver returns it (naive UTC): a page of 1,000 starts is encoded straight from it by
+    # orjson, without converting each one to milliseconds and back (half the listing's CPU).
+    ts: dt.datetime
     session_id: uuid.UUID
     player_id: str
+
+    @property
+    def ts_ms(self) -> int:
+        return datetime_to_ms(self.ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +122,15 @@ class Reads:
         hour_rows = await self._db.execute(
             self._hours.bind([encode_text(country), encode_int(start_ms // MS_PER_HOUR), encode_int(last_hour)])
         )
-        hours = [hour for (hour,) in hour_rows]  # newest first (clustering order)
+        hours = [hour for hour, _ in hour_rows]  # newest first (clustering order)
+        counts = [starts for _, starts in hour_rows]
+        if after is not None and counts:
+            counts[0] = 0  # the cursor's hour: part of it was on earlier pages
         found: list[tuple[int, StoredStart]] = []
         index = 0
         while index < len(hours) and len(found) <= limit:
             want = limit + 1 - len(found)  # one extra tells whether another page exists
-            runs = [hours[:FIRST_HOURS]] if index == 0 else _runs(hours[index:], want, len(found) / index)
+            runs = _first_wave(hours, counts, want) if index == 0 else _runs(hours[index:], want, len(found) / index)
             index += sum(map(len, runs))
             results = await asyncio.gather(*(self._run_starts(country, run, start_ms, end_ms, want, after) for run in runs))
             for rows in results:
@@ -156,7 +167,7 @@ class Reads:
             )
             return [row for part in parts for row in part][:limit]
         return [
-            (-hour_desc, StoredStart(datetime_to_ms(ts), session_id, player_id))
+            (-hour_desc, StoredStart(ts, session_id, player_id))
             for hour_desc, ts, session_id, player_id in rows
         ]
 
@@ -175,6 +186,21 @@ class Reads:
         recent = [session for session in sessions if session.start_ms >= since_ms]
         recent.sort(key=lambda session: (session.start_ms, session.session_id), reverse=True)
         return recent[:limit]
+
+
+def _first_wave(hours: list[int], counts: list[int | None], want: int) -> list[list[int]]:
+    """The hours holding the next `want` rows by their counts, in runs; FIRST_HOURS if none is counted."""
+    known = [count for count in counts if count]  # a zero is the cursor's hour, not a count
+    if not known:
+        return [hours[:FIRST_HOURS]]
+    guess = sum(known) / len(known)  # for the hours not counted yet, such as the open one
+    expected = 0.0
+    needed = 0
+    while needed < len(hours) and expected < want:
+        count = counts[needed]
+        expected += guess if count is None else count
+        needed += 1
+    return [hours[offset : min(offset + RUN_HOURS, needed)] for offset in range(0, needed, RUN_HOURS)]
 
 
 def _runs(hours: list[int], want: int, density: float) -> list[list[int]]:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from cassandra.query import PreparedStatement
 
-from cql.driver import Database
+from cql.driver import Database, first_error
 from daemon.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 from daemon.timebuckets import (
     HOURS_PER_DAY,
@@ -51,12 +51,15 @@ _SELECT_LEVEL_RANGE = (
 _WRITE_LEVEL = (
     "UPDATE {ks}.rollup_counts USING TIMESTAMP ? AND TTL ? SET counts = ? WHERE level = ? AND bucket = ? AND period = ?"
 )
+_WRITE_HOUR_STARTS = (
+    "UPDATE {ks}.start_hours_by_country USING TIMESTAMP ? AND TTL ? SET starts = ? WHERE country = ? AND hour = ?"
+)
 
 
 class RollupStore:
     """Prepared statements over `rollup_counts` and `starts_by_minute`."""
 
-    __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write")
+    __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write", "_write_hour_starts")
 
     def __init__(self, db: Database, statements: Mapping[str, PreparedStatement]) -> None:
         self._db = db
@@ -65,6 +68,7 @@ class RollupStore:
         self._level = statements["level"]
         self._level_range = statements["level_range"]
         self._write = statements["write"]
+        self._write_hour_starts = statements["write_hour_starts"]
 
     @classmethod
     async def prepare(cls, db: Database) -> RollupStore:
@@ -74,9 +78,11 @@ class RollupStore:
             "level": _SELECT_LEVEL,
             "level_range": _SELECT_LEVEL_RANGE,
             "write": _WRITE_LEVEL,
+            "write_hour_starts": _WRITE_HOUR_STARTS,
         }
         prepared = {name: await db.prepare(query.format(ks=db.keyspace)) for name, query in queries.items()}
         prepared["write"].is_idempotent = True
+        prepared["write_hour_starts"].is_idempotent = True
         return cls(db, prepared)
 
     async def count_minute(self, minute: int, start_ms: int | None = None, end_ms: int | None = None) -> Counter[str]:
@@ -95,6 +101,17 @@ class RollupStore:
         """Replace a period's whole counts; the write time orders competing recounts (newest wins)."""
         bucket = level.bucket_of(period)
         await self._db.execute(self._write, (write_us, ttl, encode_counts(counts), level.name, bucket, period))
+
+    async def write_hour_starts(
+        self, hour: int, counts: Mapping[str, int], write_us: int, ttl: int, concurrency: int
+    ) -> None:
+        """Copy an hour's counts into each country's hour index row, for the listing to plan with."""
+        statements = [
+            self._write_hour_starts.bind((write_us, ttl, count, country, hour)) for country, count in counts.items()
+        ]
+        error = first_error(await self._db.execute_many(statements, concurrency))
+        if error is not None:
+            raise error
 
     async def totals(self, start_ms: int, end_ms: int) -> Counter[str]:
         """Starts per country in [start_ms, end_ms): a few single-partition reads, run concurrently."""

@@ -156,9 +156,15 @@ class RollupRefresher:
         else:
             counts = await self._store.sum_partition(FINER[level.name], period)
         key, value = (level.name, period), _frozen(counts)
-        if self._written.get(key) == value:
+        previous = self._written.get(key)
+        if previous == value:
             return  # unchanged since this process wrote it: nothing above it is stale either
         await self._store.write(level, period, counts, write_us, ttl)
+        if level is HOUR:
+            # Countries whose count this process has not written yet (every one after a restart),
+            # one write at a time: the recounts around this one already keep `concurrency` in flight.
+            changed = dict(set(value) - set(previous or ()))
+            await self._store.write_hour_starts(period, changed, write_us, ttl, concurrency=1)
         self._written[key] = value
         self._written.move_to_end(key)
         while len(self._written) > WRITTEN_CACHE:

@@ -104,6 +104,38 @@ async def test_paging_across_runs_of_sparse_hours(iso_client: TestClient) -> Non
         assert [(p["ts"], uuid.UUID(p["session_id"])) for p in listed] == [(ts + "Z", sid) for ts, sid in expected]
 
 
+async def test_the_hour_index_counts_plan_pages_but_wrong_counts_lose_nothing(
+    iso_client: TestClient, cassandra_admin: Any, isolated_keyspace: str
+) -> None:
+    """The refresher copies each ended hour's count into the hour index; the listing plans its
+    reads with it. Counts too low, too high or missing (stale, or not recounted yet) only cost
+    another round trip: every start is still listed once, in order."""
+    rng = random.Random(11)
+    events = []
+    for hour in rng.sample(range(1, 700), 280):
+        for _ in range(rng.randrange(1, 5)):
+            moment = NOW - dt.timedelta(hours=hour, seconds=rng.randrange(0, 3600))
+            events.append(start(new_player(), str(uuid.uuid4()), iso(moment), "PY"))
+    assert (await post_events(iso_client, events)).status == 200
+    await refresh_rollups(iso_client)
+    per_hour = Counter(int(dt.datetime.fromisoformat(e["ts"] + "+00:00").timestamp()) // 3600 for e in events)
+    table = f"{isolated_keyspace}.start_hours_by_country"
+    stored = {row.hour: row.starts for row in cassandra_admin.execute(f"SELECT hour, starts FROM {table} WHERE country = 'PY'")}
+    assert stored == dict(per_hour)
+    lower = ago(hours=720)
+    expected = sorted(((e["ts"] + "Z", e["session_id"]) for e in events if lower < e["ts"]), reverse=True)
+
+    async def listed(limit: int) -> list[tuple[str, str]]:
+        return [(p["ts"], p["session_id"]) for p in await all_pages(iso_client, "PY", 720, limit=limit)]
+
+    assert await listed(100) == expected
+    for index, hour in enumerate(sorted(stored)):
+        wrong = (1, 1_000, None)[index % 3]  # too low, too high, missing
+        cassandra_admin.execute(f"UPDATE {table} SET starts = %s WHERE country = 'PY' AND hour = %s", (wrong, hour))
+    for limit in (1, 37, 100, 10_000):
+        assert await listed(limit) == expected
+
+
 async def test_cassandra_answers_partition_key_in_newest_hour_first(
     iso_client: TestClient, cassandra_admin: Any, isolated_keyspace: str
 ) -> None:

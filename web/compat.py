@@ -65,7 +65,7 @@ async def fetch_starts(request: web.Request) -> web.Response:
     after: StartPosition | None = None
     while True:
         starts, after = await reads.country_starts(country, start_ms, end_ms, FETCH_PAGE, after)
-        stamps.extend(_original_time(start.ts_ms) for start in starts)
+        stamps.extend(start.ts.strftime(ORIGINAL_FORMAT) for start in starts)
         if after is None:
             break
     return web.Response(text=" ; ".join(stamps), content_type="text/html")

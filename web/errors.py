@@ -11,11 +11,15 @@ from aiohttp.typedefs import Handler
 
 log = logging.getLogger(__name__)
 
+# Datetimes leave as ISO-8601 UTC with a trailing Z, like `format_instant`; naive ones are the
+# driver's, which are UTC.
+JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """orjson-encoded JSON response (UUIDs and datetimes encode natively)."""
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=orjson.dumps(body, option=JSON_OPTIONS), status=status, content_type="application/json", headers=headers
     )
 
 

@@ -48,7 +48,7 @@ async def country_session_starts(request: web.Request) -> web.Response:
             "from": iso(start_ms - 1),
             "to": iso(end_ms - 1),
             "starts": [
-                {"ts": iso(start.ts_ms), "player_id": start.player_id, "session_id": str(start.session_id)}
+                {"ts": start.ts, "player_id": start.player_id, "session_id": start.session_id}
                 for start in starts
             ],
             "next": encode_cursor(country, start_ms, end_ms, resume) if resume else None,
