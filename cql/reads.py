@@ -200,11 +200,16 @@ def _first_wave(hours: list[int], counts: list[int | None], want: int) -> list[l
         count = counts[needed]
         expected += guess if count is None else count
         needed += 1
-    return [hours[offset : min(offset + RUN_HOURS, needed)] for offset in range(0, needed, RUN_HOURS)]
+    return _in_runs(hours, needed)
 
 
 def _runs(hours: list[int], want: int, density: float) -> list[list[int]]:
     """The next wave: enough of `hours` for `want` more rows at `density` rows per hour, in runs."""
     span = math.ceil(want / density * MARGIN) if density > 0 else MAX_RUNS * RUN_HOURS
     span = min(max(span, RUN_HOURS), MAX_RUNS * RUN_HOURS)
-    return [hours[offset : offset + RUN_HOURS] for offset in range(0, min(span, len(hours)), RUN_HOURS)]
+    return _in_runs(hours, min(span, len(hours)))
+
+
+def _in_runs(hours: list[int], count: int) -> list[list[int]]:
+    """The first `count` of `hours` cut into runs of at most RUN_HOURS, one request each."""
+    return [hours[offset : min(offset + RUN_HOURS, count)] for offset in range(0, count, RUN_HOURS)]
