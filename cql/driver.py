@@ -157,7 +157,22 @@ async def _await_response(response: ResponseFuture) -> Any:
         loop.call_soon_threadsafe(_resolve, future, None, exc)
 
     response.add_callbacks(on_result, on_error)
-    return await future
+    try:
+        return await future
+    finally:
+        release(response)
+
+
+def release(response: ResponseFuture) -> None:
+    """Break the reference cycle a finished request leaves behind, so it is freed at once.
+
+    The driver cancels a request's timeout timer when the answer arrives but keeps the timer, and
+    the timer holds a bound method of the request: request, statement and rows then live until
+    Python's cyclic collector finds them. Under a listing load that was ~2,900 objects per page
+    and gen-0 collections of ~27 ms (gen-1 100-180 ms) in the daemon, the main source of the
+    read tails. Dropping the cancelled timer leaves plain reference counting to free it all.
+    """
+    response._timer = None
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -190,6 +205,7 @@ class _WritePump:
         self._loop = loop
         self._done = done
         self._errors: list[BaseException | None] = [None] * len(statements)
+        self._in_flight: dict[int, ResponseFuture] = {}
         self._next = 0
         self._finished = 0
         self._owed = 0
@@ -219,6 +235,7 @@ class _WritePump:
             except Exception as exc:  # raised synchronously when the session is shut down
                 self._finish(index, exc)
                 continue
+            self._in_flight[index] = response  # before add_callbacks, which may call back at once
             response.add_callbacks(self._on_result, self._on_error, callback_args=(index,), errback_args=(index,))
 
     def _on_result(self, _rows: Any, index: int) -> None:
@@ -229,6 +246,9 @@ class _WritePump:
 
     def _finish(self, index: int, error: BaseException | None) -> None:
         self._errors[index] = error
+        response = self._in_flight.pop(index, None)
+        if response is not None:
+            release(response)
         with self._lock:
             self._finished += 1
             all_done = self._finished == len(self._statements)
