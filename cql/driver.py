@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -151,10 +151,10 @@ async def _await_response(response: ResponseFuture) -> Any:
     future: asyncio.Future[Any] = loop.create_future()
 
     def on_result(rows: Any) -> None:
-        loop.call_soon_threadsafe(_resolve, future, rows, None)
+        _call_soon(loop, _resolve, future, rows, None)
 
     def on_error(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(_resolve, future, None, exc)
+        _call_soon(loop, _resolve, future, None, exc)
 
     response.add_callbacks(on_result, on_error)
     try:
@@ -171,8 +171,23 @@ def release(response: ResponseFuture) -> None:
     Python's cyclic collector finds them. Under a listing load that was ~2,900 objects per page
     and gen-0 collections of ~27 ms (gen-1 100-180 ms) in the daemon, the main source of the
     read tails. Dropping the cancelled timer leaves plain reference counting to free it all.
+    A timer still armed (the awaiting task was cancelled mid-request) is left alone: the driver
+    needs it to cancel it when the answer comes, or it would fire on a finished request.
     """
-    response._timer = None
+    timer = response._timer
+    if timer is not None and timer.canceled:
+        response._timer = None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Hand a driver callback's result to the loop; never raise in the driver's thread.
+
+    An exception escaping a timeout callback makes the driver's event thread retry that timer
+    forever (and starve every connection), so a loop that has closed meanwhile is ignored: nobody
+    is waiting for the answer any more.
+    """
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -253,7 +268,7 @@ class _WritePump:
             self._finished += 1
             all_done = self._finished == len(self._statements)
         if all_done:
-            self._loop.call_soon_threadsafe(_resolve, self._done, self._errors, None)
+            _call_soon(self._loop, _resolve, self._done, self._errors, None)
         else:
             self._pump(1)
 

@@ -1,16 +1,18 @@
-"""Finished requests are freed by reference counting: no cycle keeps a request and its rows for the GC."""
+"""Finished requests are freed by reference counting, and nothing we hand the driver breaks its timers."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cassandra.cluster import ResponseFuture
+from cassandra.connection import Timer
 from conftest import config_for
 
-from cql.driver import Database
+from cql.driver import Database, _await_response, _call_soon, release
 
 pytestmark = pytest.mark.cassandra
 
@@ -62,3 +64,40 @@ async def test_reads_and_pumped_writes_leave_no_request_in_a_cycle(
         assert cyclic_requests(collector_off, missing) == []
     finally:
         await db.close()
+
+
+async def test_a_request_whose_waiter_was_cancelled_keeps_its_timer_until_it_finishes(isolated_keyspace: str) -> None:
+    """Dropping an armed timer would let it fire on the finished request, in the driver's thread."""
+    db = await Database.connect(config_for(isolated_keyspace).cassandra)
+    try:
+        response = db.session.execute_async(f"SELECT * FROM {isolated_keyspace}.compat_cursor")
+        timer = response._timer
+        assert timer is not None and not timer.canceled
+        waiter = asyncio.ensure_future(_await_response(response))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.to_thread(response.result)
+        assert timer.canceled  # the driver still held it, and cancelled it when the answer came
+    finally:
+        await db.close()
+
+
+def test_release_drops_only_a_cancelled_timer() -> None:
+    class Finished:
+        _timer: Timer | None = Timer(10.0, lambda: None)
+
+    request: Any = Finished()
+    release(request)
+    assert request._timer is not None and not request._timer.canceled  # still armed: kept
+    request._timer.cancel()
+    release(request)
+    assert request._timer is None
+
+
+def test_a_driver_callback_after_the_loop_closed_does_not_raise() -> None:
+    """An exception in a driver timeout callback makes its event thread retry it forever."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    _call_soon(loop, print, "never delivered")
