@@ -6,13 +6,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Installed as a regular (non-editable) package; the sources are not needed afterwards.
+# Installed as a regular (non-editable) package; the sources are not needed afterwards. The image ships
+# the service only: .dockerignore keeps daemon/tools (node manager, generator, loader) and bench out.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY daemon ./daemon
 COPY web ./web
 COPY cql ./cql
-COPY bench ./bench
 RUN pip install . && rm -rf /src
 
 # config.toml carries the documented defaults; override any key with PSS_<SECTION>_<KEY>.

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv node schema run test stop clean
+.PHONY: venv lint node schema run test stop clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,12 @@ schema: node
 run: schema
 	$(PY) -m daemon serve
 
+# The layers in pyproject.toml ([tool.importlinter]) are checked first: a wrong import fails the build.
+lint: venv
+	$(VENV)/bin/lint-imports --no-cache
+
 # Tests create and drop their own keyspaces, so they need the node but not `schema`.
-test: node
+test: lint node
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 stop:

@@ -27,7 +27,7 @@ from typing import Any, Protocol, Self
 import aiohttp
 
 from cql.driver import Database
-from daemon.config import Config, load_config
+from daemon.core.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -187,7 +187,7 @@ def memory_mb(meminfo: str) -> int:
 
 def cassandra_pid(config: Config) -> int | None:
     """The local node's JVM (started by `make node`), to meter its CPU; None when it is elsewhere."""
-    from daemon.node_files import NodePaths, running_pid
+    from daemon.tools.node.files import NodePaths, running_pid
 
     node = config.node
     if not Path(node.dir).is_absolute():  # relative to the checkout, wherever the bench runs from

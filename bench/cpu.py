@@ -17,17 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import bench_config, connected, markdown_table, median
-from cql.binding import (
-    FastBinder,
-    encode_int,
-    encode_text,
-    encode_timestamp,
-    encode_uuid,
-)
+from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.writes import EventWriter
-from daemon.events import MS_PER_DAY, Event
-from daemon.gen_model import GenOptions, generate
-from daemon.intake import NDJSON, Rules, read_body
+from daemon.core.events import MS_PER_DAY, Event
+from daemon.core.intake import NDJSON, Rules, read_body
+from daemon.tools.gen.model import GenOptions, generate
 
 NOW_MS = 1_480_550_400_000  # the demo clock, 2016-12-01T00:00:00Z
 DEFAULT_GC = (700, 10, 10)

@@ -56,11 +56,11 @@ from bench.common import (
 )
 from cql.driver import Database
 from cql.writes import EventWriter
-from daemon.clock import parse_instant
-from daemon.config import Config
-from daemon.events import MS_PER_DAY, Event, datetime_to_ms
-from daemon.gen_model import GenOptions, generate
-from daemon.intake import NDJSON, Rules, read_body
+from daemon.core.clock import parse_instant
+from daemon.core.config import Config
+from daemon.core.events import MS_PER_DAY, Event, datetime_to_ms
+from daemon.core.intake import NDJSON, Rules, read_body
+from daemon.tools.gen.model import GenOptions, generate
 
 NDJSON_HEADERS = {"Content-Type": NDJSON}
 MAX_POST_ATTEMPTS = 100  # 503s are retried after Retry-After...

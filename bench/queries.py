@@ -48,8 +48,8 @@ from bench.common import (
 )
 from bench.ingest import post_one
 from cql.driver import Database
-from daemon.clock import parse_instant
-from daemon.gen_model import GenOptions, generate
+from daemon.core.clock import parse_instant
+from daemon.tools.gen.model import GenOptions, generate
 
 NDJSON_HEADERS = {"Content-Type": "application/x-ndjson"}
 TARGET_P99_MS = 50.0
@@ -165,7 +165,7 @@ async def write_marker(db: Database, options: QueryOptions) -> None:
 
 async def load_dataset(db: Database, options: QueryOptions, url: str) -> tuple[Facts, dict[str, Any]]:
     """Empty the keyspace, stream the dataset through the daemon with the loader, mark it loaded."""
-    from daemon.loader import LoadOptions, load
+    from daemon.tools.load.loader import LoadOptions, load
 
     await truncate(db, options.keyspace, (*DATA_TABLES, MARKER_TABLE))
     with tempfile.TemporaryDirectory(prefix="bench-queries-") as directory:

@@ -1,1 +1,1 @@
-"""Cassandra schema files and the asyncio access layer over cassandra-driver."""
+"""Storage: the Cassandra schema and the asyncio access layer over cassandra-driver; imports only the core."""

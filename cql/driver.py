@@ -16,7 +16,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, R
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, SimpleStatement, Statement, tuple_factory
 
-from daemon.config import CassandraConfig
+from daemon.core.config import CassandraConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cql.binding import (
-    FastBinder,
-    encode_int,
-    encode_int_list,
-    encode_text,
-    encode_timestamp,
-    encode_uuid,
-)
+from cql.binding import FastBinder, encode_int, encode_int_list, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
-from daemon.events import MS_PER_HOUR, datetime_to_ms
+from daemon.core.events import MS_PER_HOUR, datetime_to_ms
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import orjson
 from cassandra.query import PreparedStatement
 
 from cql.driver import Database, first_error
-from daemon.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
-from daemon.timebuckets import (
+from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from daemon.core.timebuckets import (
     HOURS_PER_DAY,
     MINUTES_PER_HOUR,
     decompose,

@@ -7,7 +7,7 @@ import datetime as dt
 from importlib import resources
 
 from cql.driver import Database
-from daemon.config import CassandraConfig
+from daemon.core.config import CassandraConfig
 
 SCHEMA_VERSION = 2
 REQUIRED_TABLES = (

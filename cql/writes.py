@@ -9,7 +9,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
 
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
-from daemon.events import MS_PER_HOUR, MS_PER_MINUTE, Event
+from daemon.core.events import MS_PER_HOUR, MS_PER_MINUTE, Event
 
 # Cassandra warns above 5 KiB per batch and fails above 50 KiB (batch_size_*_threshold). A
 # session row mutation is ~100 bytes, so 40 statements stay under the warning.

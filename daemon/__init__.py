@@ -1,1 +1,1 @@
-"""player-session-service runtime: configuration, clock, actors and the command line."""
+"""player-session-service daemon: core (domain) ← ingest, live, rollups, compat (runtime) ← cli; tools beside the core."""

@@ -1,5 +1,5 @@
 """Entry point for `python -m daemon`."""
 
-from daemon.cli import main
+from daemon.cli.main import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from daemon.config import Config, load_config
+from daemon.core.config import Config, load_config
 
 DEMO_NOW = "2016-12-01T00:00:00Z"
 

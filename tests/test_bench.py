@@ -31,7 +31,7 @@ from bench.common import (
     parse_status_kb,
     percentile,
 )
-from daemon.gen_model import GenOptions, generate
+from daemon.tools.gen.model import GenOptions, generate
 
 # --- statistics -------------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from bench.__main__ import build_parser
 from bench.common import free_port, lock_path
 from bench.fanout import bench
 from bench.subscribers import StreamCounter
-from daemon.events import Event
-from daemon.frames import text_frame
-from daemon.live import Gap, start_message, subscribed_message
+from daemon.core.events import Event
+from daemon.live.frames import text_frame
+from daemon.live.hub import Gap, start_message, subscribed_message
 
 
 def feed_stream(starts: int, drops: list[int]) -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.clock import Clock, format_instant, parse_instant
-from daemon.config import ConfigError, load_config
+from daemon.core.clock import Clock, format_instant, parse_instant
+from daemon.core.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import collections
 import itertools
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import AiohttpClient, new_player, post_events, start
 
-from daemon.config import Config
+from daemon.core.config import Config
 from web.app import create_app
 from web.keys import LIVE_HUB
 

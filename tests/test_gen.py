@@ -16,11 +16,18 @@ from typing import Any
 
 import pytest
 
-from daemon import gen
-from daemon.clock import UTC
-from daemon.config import ClockConfig, Config
-from daemon.events import InvalidEvent, parse_event
-from daemon.gen_model import BAD_COUNTRIES, COUNTRIES, MAX_SESSIONS_PER_PLAYER, GenOptions, build_dataset, generate
+from daemon.core.clock import UTC
+from daemon.core.config import ClockConfig, Config
+from daemon.core.events import InvalidEvent, parse_event
+from daemon.cli import gen
+from daemon.tools.gen.model import (
+    BAD_COUNTRIES,
+    COUNTRIES,
+    MAX_SESSIONS_PER_PLAYER,
+    GenOptions,
+    build_dataset,
+    generate,
+)
 
 SMALL = 20_000
 KEY_ORDER_START = ["player_id", "country", "event", "session_id", "ts"]
@@ -208,7 +215,7 @@ def test_cli_writes_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
 
 
 def test_cli_reports_bad_options() -> None:
-    from daemon.commands import CommandError
+    from daemon.core.errors import CommandError
 
     with pytest.raises(CommandError, match="after"):
         run_gen(["--start", "2016-12-01", "--end", "2016-11-01"])

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from daemon.actors import partition_of
-from daemon.events import Event
-from daemon.admission import Admission, Overloaded
-from daemon.inbox import Inbox, InboxClosed, Parcel, Ticket
+from daemon.core.events import Event
+from daemon.ingest.admission import Admission, Overloaded
+from daemon.ingest.inbox import Inbox, InboxClosed, Parcel, Ticket
+from daemon.ingest.pipeline import partition_of
 
 
 def events(count: int) -> list[Event]:

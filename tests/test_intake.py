@@ -7,8 +7,8 @@ import uuid
 import orjson
 import pytest
 
-from daemon.events import InvalidEvent, parse_event
-from daemon.intake import BodyError, Rules, read_body
+from daemon.core.events import InvalidEvent, parse_event
+from daemon.core.intake import BodyError, Rules, read_body
 
 NOW_MS = 1_480_550_400_000  # 2016-12-01T00:00:00Z
 RULES = Rules(now_ms=NOW_MS, retention_days=365, max_future_hours=24, max_events=5)

@@ -17,11 +17,11 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, new_player, post_events, start
 
-from daemon import live as daemon_live
-from daemon.clock import parse_instant
-from daemon.config import Config, LiveConfig
-from daemon.events import Event, datetime_to_ms
-from daemon.live import GOING_AWAY, LAGGING, LiveHub
+from daemon.core.clock import parse_instant
+from daemon.core.config import Config, LiveConfig
+from daemon.core.events import Event, datetime_to_ms
+from daemon.live import hub as daemon_live
+from daemon.live.hub import GOING_AWAY, LAGGING, LiveHub
 from web import live
 from web.errors import json_errors
 from web.keys import CONFIG, LIVE_HUB

@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from daemon import loader
-from daemon.config import Config
-from daemon.gen_model import GenOptions, generate
-from daemon.loader import LoadError, LoadOptions, load
-from daemon.loader_io import LineSource, Progress, describe
+from daemon.core.config import Config
+from daemon.tools.gen.model import GenOptions, generate
+from daemon.cli import load as load_command
+from daemon.tools.load.loader import LoadError, LoadOptions, load
+from daemon.tools.load.source import LineSource, Progress, describe
 
 AiohttpServer = Callable[..., Awaitable[TestServer]]
 BAD_COUNTRY = "country: must be two uppercase letters (ISO 3166-1 alpha-2)"
@@ -117,7 +117,7 @@ async def test_sends_every_line_and_skips_blank_ones(fake: FakeServer, tmp_path:
     lines = events(25)
     path = write(tmp_path / "e.jsonl", [*lines[:10], "", "   ", *lines[10:]])
     summary = await load(path, options(fake))
-    assert summary.ok and loader.exit_code(summary) == 0
+    assert summary.ok and load_command.exit_code(summary) == 0
     assert (summary.events_sent, summary.received, summary.accepted, summary.batches) == (25, 25, 25, 7)
     assert sorted(fake.lines) == sorted(lines)
     assert fake.content_types == {"application/x-ndjson"} and fake.encodings == {""}
@@ -142,7 +142,7 @@ async def test_rejections_map_to_file_lines_and_are_written_out(fake: FakeServer
     assert (summary.received, summary.accepted, summary.rejected) == (40, 32, 8)
     assert [sample.line for sample in summary.samples] == expected_lines[:5]
     assert summary.reasons == {BAD_COUNTRY: 8}
-    assert not summary.ok and loader.exit_code(summary) == 1
+    assert not summary.ok and load_command.exit_code(summary) == 1
     written = sorted((json.loads(line) for line in rejected_file.read_text().splitlines()), key=lambda r: r["line"])
     assert [(r["line"], r["error"], r["raw"]) for r in written] == [
         (i + 3, BAD_COUNTRY, mixed[i]) for i in bad_at
@@ -182,7 +182,7 @@ async def test_gives_up_after_max_retries_and_stops(fake: FakeServer, tmp_path: 
     summary = await load(write(tmp_path / "e.jsonl", events(20)), options(fake, concurrency=1, max_retries=2))
     assert (summary.failed_batches, summary.failed_events, summary.retries) == (1, 4, 2)
     assert fake.calls == 3 and summary.stopped and summary.unsent_events > 0
-    assert loader.exit_code(summary) == 1
+    assert load_command.exit_code(summary) == 1
     assert "stopped early" in describe(summary, "e.jsonl", None)
 
 
@@ -213,7 +213,7 @@ async def test_requests_in_flight_stay_within_the_concurrency(fake: FakeServer, 
 def run_cli(argv: list[str]) -> int:
     """The command as `python -m daemon load` runs it (its own event loop), minus the other commands."""
     parser = argparse.ArgumentParser()
-    loader.register(parser.add_subparsers())
+    load_command.register(parser.add_subparsers())
     args = parser.parse_args(["load", *argv])
     return int(args.run(args, Config()))
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon.commands import CommandError
-from daemon.config import NodeConfig, load_config
-from daemon.node import node_status, start_node, stop_node
-from daemon.node_files import (
+from daemon.core.errors import CommandError
+from daemon.core.config import NodeConfig, load_config
+from daemon.tools.node.files import (
     MAIN_CLASS,
     NodeError,
     NodePaths,
@@ -33,6 +32,7 @@ from daemon.node_files import (
     running_pid,
     tail_lines,
 )
+from daemon.tools.node.manager import node_status, start_node, stop_node
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
 
-from daemon.config import Config
+from daemon.core.config import Config
 from web.app import create_app
 from web.keys import PIPELINE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from daemon.events import MS_PER_HOUR, MS_PER_MINUTE
-from daemon.timebuckets import decompose, first_day_of_month, month_of_day
+from daemon.core.events import MS_PER_HOUR, MS_PER_MINUTE
+from daemon.core.timebuckets import decompose, first_day_of_month, month_of_day
 
 DEMO_NOW = 1_480_550_400_000  # 2016-12-01T00:00:00Z
 

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
 
-from daemon.config import load_config
-from daemon.node import node_status
+from daemon.core.config import load_config
+from daemon.tools.node.manager import node_status
 from web.app import create_app
 
 pytestmark = pytest.mark.cassandra

@@ -1,1 +1,1 @@
-"""The aiohttp application: factory, handlers, websocket feed and static dashboard."""
+"""The aiohttp application over the runtime: factory, handlers, websocket feed and static dashboard."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiojobs.aiohttp
 from aiohttp import web
 
-from daemon.clock import Clock
-from daemon.config import Config
+from daemon.core.clock import Clock
+from daemon.core.config import Config
 from web import compat, health, ingest, live, queries
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from cql.compat import LineClaims
 from cql.reads import StartPosition
-from daemon.events import datetime_to_ms, ms_to_datetime
-from daemon.intake import NDJSON, Rules, read_body
-from daemon.rawfile import CompatFeed, RawFile
+from daemon.compat.rawfile import CompatFeed, RawFile
+from daemon.core.events import datetime_to_ms, ms_to_datetime
+from daemon.core.intake import NDJSON, Rules, read_body
 from web.errors import json_response
 from web.ingest import store_intake
 from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS

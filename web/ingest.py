@@ -7,10 +7,10 @@ import logging
 
 from aiohttp import web
 
-from daemon.actors import ShuttingDown, StorageUnavailable
-from daemon.admission import Overloaded
-from daemon.events import datetime_to_ms
-from daemon.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
+from daemon.core.events import datetime_to_ms
+from daemon.core.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
+from daemon.ingest.admission import Overloaded
+from daemon.ingest.pipeline import ShuttingDown, StorageUnavailable
 from web.errors import json_error, json_response
 from web.keys import CLOCK, CONFIG, PIPELINE
 

@@ -7,12 +7,12 @@ from aiohttp import web
 from cql.driver import Database
 from cql.reads import Reads
 from cql.rollups import RollupStore
-from daemon.actors import Pipeline
-from daemon.clock import Clock
-from daemon.config import Config
-from daemon.live import LiveHub
-from daemon.rawfile import CompatFeed
-from daemon.rollups import RollupRefresher
+from daemon.compat.rawfile import CompatFeed
+from daemon.core.clock import Clock
+from daemon.core.config import Config
+from daemon.ingest.pipeline import Pipeline
+from daemon.live.hub import LiveHub
+from daemon.rollups.refresher import RollupRefresher
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
-from daemon.live import Countries, Subscriber
+from daemon.live.hub import Countries, Subscriber
 from web.keys import CONFIG, LIVE_HUB
 from web.params import COUNTRY, bad_request
 

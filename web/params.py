@@ -11,7 +11,7 @@ import uuid
 from aiohttp import web
 
 from cql.reads import StartPosition
-from daemon.events import MS_PER_HOUR
+from daemon.core.events import MS_PER_HOUR
 
 MAX_HOURS = 8760
 COUNTRY = re.compile(r"[A-Z]{2}")

@@ -5,18 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.reads import CompleteSession
-from daemon.clock import format_instant
-from daemon.events import MS_PER_DAY, datetime_to_ms, ms_to_datetime
+from daemon.core.clock import format_instant
+from daemon.core.events import MS_PER_DAY, datetime_to_ms, ms_to_datetime
 from web.errors import json_response
 from web.keys import CLOCK, CONFIG, READS, ROLLUPS
-from web.params import (
-    country_param,
-    decode_cursor,
-    encode_cursor,
-    hours_param,
-    hours_to_ms,
-    limit_param,
-)
+from web.params import country_param, decode_cursor, encode_cursor, hours_param, hours_to_ms, limit_param
 
 MAX_PLAYER_ID_LENGTH = 128
 

@@ -17,11 +17,11 @@ from cql.reads import Reads
 from cql.rollups import RollupStore
 from cql.schema import check_schema
 from cql.writes import EventWriter
-from daemon.actors import Pipeline
-from daemon.commands import CommandError
-from daemon.events import MS_PER_DAY
-from daemon.live import LiveHub
-from daemon.rollups import RollupRefresher
+from daemon.core.errors import CommandError
+from daemon.core.events import MS_PER_DAY
+from daemon.ingest.pipeline import Pipeline
+from daemon.live.hub import LiveHub
+from daemon.rollups.refresher import RollupRefresher
 from web.keys import CLOCK, CONFIG, DATABASE, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
 
 log = logging.getLogger(__name__)

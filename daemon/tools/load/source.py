@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO, cast
 
-from daemon.jsonl import compression_of
+from daemon.core.jsonl import compression_of
 
 SAMPLE_REJECTIONS = 5
 

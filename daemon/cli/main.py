@@ -1,15 +1,21 @@
-"""Command line: `python -m daemon serve|node|schema|gen|load`; each command module registers itself."""
+"""Command line: `python -m daemon serve|schema|rollups|node|gen|load`; each command module registers itself."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from daemon import commands
-from daemon.config import ConfigError, load_config
+from daemon.core.config import ConfigError, load_config
+from daemon.core.errors import CommandError
+
+
+SERVICE_COMMANDS = ("serve", "schema", "rollups")
+TOOL_COMMANDS = ("node", "gen", "load")
+TOOLS_PACKAGE = "daemon.tools"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,10 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, default=None, help="config file (default: config.toml)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # Command modules import aiohttp or the driver only inside their `run`, so `node` stays light.
-    from daemon import gen, loader, node, rollups_cmd, schema_cmd, serve
-
-    for module in (serve, node, schema_cmd, rollups_cmd, gen, loader):
+    for name in SERVICE_COMMANDS + TOOL_COMMANDS:
+        try:
+            # Command modules import aiohttp or the driver only inside their `run`, so `node` stays light.
+            module = importlib.import_module(f"daemon.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if name in TOOL_COMMANDS and (exc.name or "").startswith(TOOLS_PACKAGE):
+                continue  # the service image ships without the tools
+            raise
         module.register(subparsers)
     return parser
 
@@ -40,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args, config))
-    except commands.CommandError as exc:
+    except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from daemon.events import MS_PER_MINUTE
+from daemon.core.events import MS_PER_MINUTE
 
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = 24

@@ -256,7 +256,7 @@ def _validate(config: Config) -> None:
         if not ok:
             raise ConfigError(f"{key}: {reason}")
     if config.clock.now:
-        from daemon.clock import parse_instant
+        from daemon.core.clock import parse_instant
 
         try:
             parse_instant(config.clock.now)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from daemon.commands import CommandError, Subparsers, add_command
-from daemon.config import Config
+from daemon.cli.commands import Subparsers, add_command
+from daemon.core.config import Config
+from daemon.core.errors import CommandError
 
 
 def register(subparsers: Subparsers) -> None:

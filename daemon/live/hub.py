@@ -12,9 +12,9 @@ from typing import Protocol
 
 import orjson
 
-from daemon.clock import format_instant
-from daemon.events import Event, ms_to_datetime
-from daemon.frames import text_frame
+from daemon.core.clock import format_instant
+from daemon.core.events import Event, ms_to_datetime
+from daemon.live.frames import text_frame
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import argparse
 import gc
 import logging
 
-from daemon.commands import Subparsers, add_command
-from daemon.config import Config
+from daemon.cli.commands import Subparsers, add_command
+from daemon.core.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cql.compat import LineClaims
-from daemon.jsonl import open_jsonl
+from daemon.core.jsonl import open_jsonl
 
 
 class RawFile:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from daemon.events import MS_PER_DAY, MS_PER_HOUR, Event, InvalidEvent, parse_event
+from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, Event, InvalidEvent, parse_event
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

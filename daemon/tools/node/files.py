@@ -1,4 +1,4 @@
-"""Helpers of `daemon.node`: the node's files and JVM flags, its Java/Maven prerequisites, process probes."""
+"""Helpers of the node manager: the node's files and JVM flags, its Java/Maven prerequisites, process probes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.commands import CommandError
-from daemon.config import NodeConfig
+from daemon.core.config import NodeConfig
+from daemon.core.errors import CommandError
 
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 CLUSTER_NAME = "pss-local"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from daemon.clock import Clock, parse_instant
-from daemon.commands import CommandError, Subparsers, add_command
-from daemon.config import Config
-from daemon.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, datetime_to_ms
+from daemon.cli.commands import Subparsers, add_command
+from daemon.core.clock import Clock, parse_instant
+from daemon.core.config import Config
+from daemon.core.errors import CommandError
+from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, datetime_to_ms
 
 
 def register(subparsers: Subparsers) -> None:
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 async def _rebuild(config: Config, clock: Clock, first_minute: int, end_minute: int) -> int:
     from cql.driver import Database
     from cql.rollups import RollupStore
-    from daemon.rollups import RollupRefresher
+    from daemon.rollups.refresher import RollupRefresher
 
     db = await Database.connect(config.cassandra)
     try:

@@ -1,20 +1,18 @@
-"""`python -m daemon node start|stop|status|logs`: a local single-node Cassandra run from its Maven jars."""
+"""A local single-node Cassandra run from its Maven jars: start (or reuse), stop, status."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from daemon.commands import CommandError, Subparsers, add_command
-from daemon.config import Config, NodeConfig
-from daemon.node_files import (
+from daemon.core.config import NodeConfig
+from daemon.core.errors import CommandError
+from daemon.tools.node.files import (
     LOG_TAIL,
     NodeError,
     NodePaths,
@@ -181,61 +179,3 @@ def node_status(node: NodeConfig) -> NodeStatus:
         foreign = next((port for port in ports if port_in_use(node.listen_address, port)), None)
         return NodeStatus(False, None, None, False, foreign)
     return NodeStatus(True, pid, rss_bytes(pid), cql_answers(node.listen_address, node.native_port), None)
-
-
-def _run_start(args: argparse.Namespace, config: Config) -> int:
-    node = config.node
-    try:
-        info = start_node(node)
-    except NodeError as exc:
-        if exc.details:
-            print(f"--- last {len(exc.details)} lines of {exc.source} ---", file=sys.stderr)
-            # Cassandra logs its whole classpath on one line; keep each line readable.
-            print("\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in exc.details), file=sys.stderr)
-        raise
-    where = f"CQL {node.listen_address}:{node.native_port}"
-    if info.reused:
-        print(f"already running (pid {info.pid}, {where})")
-    else:
-        print(f"Cassandra ready in {info.seconds:.1f}s (pid {info.pid}, {where})")
-    return 0
-
-
-def _run_stop(args: argparse.Namespace, config: Config) -> int:
-    stop_node(config.node)
-    return 0
-
-
-def _run_status(args: argparse.Namespace, config: Config) -> int:
-    node = config.node
-    status = node_status(node)
-    ports = f"CQL {node.listen_address}:{node.native_port}, storage port {node.storage_port}"
-    if not status.running:
-        taken = f"; port {status.foreign_port} is in use by another process" if status.foreign_port else ""
-        print(f"not running ({ports}){taken}")
-        return NOT_RUNNING
-    rss = f"{status.rss_bytes / 2**20:.0f} MB" if status.rss_bytes is not None else "unknown"
-    state = "running" if status.cql_ready else "starting (CQL not answering yet)"
-    print(f"{state}: pid {status.pid}, RSS {rss}, {ports}")
-    return 0
-
-
-def _run_logs(args: argparse.Namespace, config: Config) -> int:
-    log = NodePaths.of(config.node).system_log
-    if not log.exists():
-        raise CommandError(f"no node log at {log} yet; start the node with `python -m daemon node start`")
-    print("\n".join(tail_lines(log, args.lines)))
-    return 0
-
-
-def register(subparsers: Subparsers) -> None:
-    parser = add_command(subparsers, "node", "manage the local single-node Cassandra ([node] in config.toml)")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add_command(actions, "start", "start the node (reuse it if already running); wait for CQL").set_defaults(
-        run=_run_start
-    )
-    add_command(actions, "stop", "stop the node (SIGTERM, then SIGKILL after 60 s)").set_defaults(run=_run_stop)
-    add_command(actions, "status", "show pid, memory and ports; exit 3 when not running").set_defaults(run=_run_status)
-    logs = add_command(actions, "logs", "print the end of the node's system.log")
-    logs.add_argument("-n", "--lines", type=int, default=50, help="number of lines (default: 50)")
-    logs.set_defaults(run=_run_logs)

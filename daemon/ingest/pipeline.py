@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 
 from cql.driver import Database
 from cql.writes import EventWriter
-from daemon.admission import Admission
-from daemon.clock import Clock
-from daemon.config import IngestConfig
-from daemon.events import MS_PER_DAY, Event, datetime_to_ms
-from daemon.inbox import Inbox, InboxClosed, Parcel, Ticket
+from daemon.core.clock import Clock
+from daemon.core.config import IngestConfig
+from daemon.core.events import MS_PER_DAY, Event, datetime_to_ms
+from daemon.ingest.admission import Admission
+from daemon.ingest.inbox import Inbox, InboxClosed, Parcel, Ticket
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from daemon.clock import UTC
+from daemon.core.clock import UTC
 
 MS_PER_SECOND = 1_000
 MS_PER_MINUTE = 60_000

@@ -9,10 +9,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 from cql.rollups import DAY, FINER, HOUR, MINUTE, MONTH, Level, RollupStore
-from daemon.clock import Clock
-from daemon.config import RollupConfig
-from daemon.events import MS_PER_MINUTE, Event, datetime_to_ms
-from daemon.timebuckets import HOURS_PER_DAY, MINUTES_PER_HOUR, month_of_day
+from daemon.core.clock import Clock
+from daemon.core.config import RollupConfig
+from daemon.core.events import MS_PER_MINUTE, Event, datetime_to_ms
+from daemon.core.timebuckets import HOURS_PER_DAY, MINUTES_PER_HOUR, month_of_day
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from daemon.events import Event
+from daemon.core.events import Event
 
 
 class InboxClosed(Exception):

@@ -1,4 +1,4 @@
-"""Shared pieces of the CLI commands: the user-facing error and the subparser helper."""
+"""The subparser helper every command module registers itself with."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from typing import Any
 
 # argparse's subparsers action is private (_SubParsersAction); typed loosely on purpose.
 Subparsers = Any
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed as one line, exit code 1."""
 
 
 def add_command(subparsers: Subparsers, name: str, help_text: str) -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Rollup runtime: recounts the per-country start totals of the periods that stored starts touched."""

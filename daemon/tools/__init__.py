@@ -1,0 +1,1 @@
+"""Tools beside the service (local Cassandra node, dataset generator, loader): they import only the core."""

@@ -1,0 +1,1 @@
+"""The synthetic dataset generator: events shaped like the reference file, with chosen defects."""
