@@ -19,7 +19,8 @@ from typing import Any
 from bench.common import bench_config, connected, markdown_table, median
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.writes import EventWriter
-from daemon.core.events import MS_PER_DAY, Event
+from daemon.core.events import Event
+from daemon.core.instants import MS_PER_DAY
 from daemon.core.intake import NDJSON, Rules, read_body
 from daemon.tools.gen.model import GenOptions, generate
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _measure(count: int, runs: int) -> int:
     body = "\n".join(generate(GenOptions(events=count))).encode()
-    rules = Rules(now_ms=NOW_MS, retention_days=365, max_future_hours=24, max_events=count)
+    rules = Rules(now_ms=NOW_MS, retention_ms=365 * MS_PER_DAY, max_future_hours=24, max_events=count)
     config = bench_config()
     async with connected(config) as db:
         writer = await EventWriter.prepare(db)

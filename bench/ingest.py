@@ -56,9 +56,9 @@ from bench.common import (
 )
 from cql.driver import Database
 from cql.writes import EventWriter
-from daemon.core.clock import parse_instant
+from daemon.core.clock import Clock
 from daemon.core.config import Config
-from daemon.core.events import MS_PER_DAY, Event, datetime_to_ms
+from daemon.core.events import Event
 from daemon.core.intake import NDJSON, Rules, read_body
 from daemon.tools.gen.model import GenOptions, generate
 
@@ -187,12 +187,7 @@ def bodies_of(lines: Sequence[bytes], batch: int) -> list[bytes]:
 
 def parse_events(lines: Sequence[bytes], config: Config) -> list[Event]:
     """The events the service would accept, parsed once (outside any timing) for the driver baseline."""
-    rules = Rules(
-        now_ms=now_ms(),
-        retention_days=config.ingest.retention_days,
-        max_future_hours=config.ingest.max_future_hours,
-        max_events=len(lines) + 1,
-    )
+    rules = Rules.of(config.ingest, now_ms(), max_events=len(lines) + 1)
     intake = read_body(b"\n".join(lines), NDJSON, rules)
     if intake.rejected or intake.discarded:
         raise BenchError(f"the generated events were not all accepted: {intake.summary()}")
@@ -201,7 +196,7 @@ def parse_events(lines: Sequence[bytes], config: Config) -> list[Event]:
 
 def now_ms() -> int:
     """The daemon's frozen clock, for the TTLs of the direct baseline's rows."""
-    return datetime_to_ms(parse_instant(DEMO_NOW))
+    return Clock.from_setting(DEMO_NOW).now_ms()
 
 
 # -- the service ----------------------------------------------------------------------------
@@ -390,7 +385,7 @@ def execute_all(session: Session, statements: Iterator[tuple[Statement, None]], 
 async def direct_run(ctx: Context, events: Sequence[Event]) -> Run:
     truncated = await truncate(ctx.db, ctx.options.keyspace, DATA_TABLES)
     writer = await EventWriter.prepare(ctx.db)  # fresh: its index-row cache starts empty, like a new daemon
-    expiry_ms = ctx.config.ingest.retention_days * MS_PER_DAY
+    expiry_ms = ctx.config.ingest.retention_ms
     # Binding happens inside the timed part (lazily, in the driver's threads), as it does in the service.
     statements = single_row_statements(writer, events, expiry_ms, now_ms())
     meter = CpuMeter({"writer": os.getpid(), "cassandra": ctx.cassandra_pid})

@@ -48,7 +48,7 @@ from bench.common import (
 )
 from bench.ingest import post_one
 from cql.driver import Database
-from daemon.core.clock import parse_instant
+from daemon.core.instants import parse_instant
 from daemon.tools.gen.model import GenOptions, generate
 
 NDJSON_HEADERS = {"Content-Type": "application/x-ndjson"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cql.binding import FastBinder, encode_int, encode_int_list, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
-from daemon.core.events import MS_PER_HOUR, datetime_to_ms
+from daemon.core.instants import MS_PER_HOUR, datetime_to_ms
 
 log = logging.getLogger(__name__)
 

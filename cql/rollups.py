@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterable, Mapping
 from itertools import groupby
 from typing import Any
 
@@ -13,34 +12,8 @@ import orjson
 from cassandra.query import PreparedStatement
 
 from cql.driver import Database, first_error
-from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
-from daemon.core.timebuckets import (
-    HOURS_PER_DAY,
-    MINUTES_PER_HOUR,
-    decompose,
-    first_day_of_month,
-    month_of_day,
-    year_of_month,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Level:
-    """One rollup granularity: where its rows live and which coarser period each belongs to."""
-
-    name: str
-    bucket_of: Callable[[int], int]  # the partition a period's row lives in
-    end_ms_of: Callable[[int], int]  # when the period ends, for its TTL
-
-
-MINUTE = Level("minute", lambda minute: minute // MINUTES_PER_HOUR, lambda minute: (minute + 1) * MS_PER_MINUTE)
-HOUR = Level("hour", lambda hour: hour // HOURS_PER_DAY, lambda hour: (hour + 1) * MS_PER_HOUR)
-DAY = Level("day", month_of_day, lambda day: (day + 1) * MS_PER_DAY)
-MONTH = Level("month", year_of_month, lambda month: first_day_of_month(month + 1) * MS_PER_DAY)
-
-# Each level's rows for period P are the sum of the finer level's partition whose bucket is P:
-# the minutes of hour P live in ('minute', P), the hours of day P in ('hour', P), and so on.
-FINER = {HOUR.name: MINUTE, DAY.name: HOUR, MONTH.name: DAY}
+from daemon.core.levels import DAY, HOUR, MINUTE, MONTH, Level
+from daemon.core.timebuckets import decompose
 
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"

@@ -1,4 +1,4 @@
-"""Turns accepted events into idempotent CQL writes: one unlogged batch per Cassandra partition."""
+"""Turns accepted events into idempotent CQL writes: each partition's rows in unlogged batches of bounded size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
 
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
-from daemon.core.events import MS_PER_HOUR, MS_PER_MINUTE, Event
+from daemon.core.events import Event
+from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
 
 # Cassandra warns above 5 KiB per batch and fails above 50 KiB (batch_size_*_threshold). A
 # session row mutation is ~100 bytes, so 40 statements stay under the warning.
@@ -62,11 +63,16 @@ class EventWriter:
         return cls(binders)
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
-        """The writes for `events`, grouped so each statement touches exactly one partition.
+        """The writes for `events`: each partition's rows as one statement or unlogged batches of it.
 
         `expiry_ms` is the retention span: a row lives until its event time plus that span, as
         seen by the service clock at `now_ms`.
         """
+        groups = self.partition_groups(events, expiry_ms, now_ms)
+        return [statement for group in groups for statement in _batched(group)]
+
+    def partition_groups(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[list[BoundStatement]]:
+        """The rows to write for `events`, one list per Cassandra partition."""
         upsert_start = self._binders["upsert_start"].bind
         upsert_end = self._binders["upsert_end"].bind
         insert_country_start = self._binders["insert_country_start"].bind
@@ -100,7 +106,7 @@ class EventWriter:
             groups[("hours", country_code)].append(
                 insert_start_hour([encode_text(country_code), encode_int(hour), encode_int(hour_ttl)])
             )
-        return [statement for group in groups.values() for statement in _batched(group)]
+        return list(groups.values())
 
     def remember_hours(self, events: Iterable[Event], limit: int = 100_000) -> None:
         """Record index rows written durably, so later flushes skip them."""

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.core.clock import Clock, format_instant, parse_instant
+from daemon.core.clock import Clock
 from daemon.core.config import ConfigError, load_config
+from daemon.core.instants import format_instant, parse_instant
 
 ROOT = Path(__file__).resolve().parent.parent
 

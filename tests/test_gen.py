@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from daemon.core.clock import UTC
+from daemon.cli import gen
 from daemon.core.config import ClockConfig, Config
 from daemon.core.events import InvalidEvent, parse_event
-from daemon.cli import gen
+from daemon.core.instants import UTC
 from daemon.tools.gen.model import (
     BAD_COUNTRIES,
     COUNTRIES,

@@ -8,10 +8,11 @@ import orjson
 import pytest
 
 from daemon.core.events import InvalidEvent, parse_event
+from daemon.core.instants import MS_PER_DAY
 from daemon.core.intake import BodyError, Rules, read_body
 
 NOW_MS = 1_480_550_400_000  # 2016-12-01T00:00:00Z
-RULES = Rules(now_ms=NOW_MS, retention_days=365, max_future_hours=24, max_events=5)
+RULES = Rules(now_ms=NOW_MS, retention_ms=365 * MS_PER_DAY, max_future_hours=24, max_events=5)
 SID = "4A0C43C9-C43A-42FF-BA55-67563DFA35D4"
 
 

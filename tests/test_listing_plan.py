@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cql.reads import FIRST_HOURS, RUN_HOURS, Reads, _first_wave
-from daemon.core.events import MS_PER_HOUR
+from daemon.core.instants import MS_PER_HOUR
 
 HOURS = list(range(5_000, 4_000, -1))  # 1,000 non-empty hours, newest first
 

@@ -19,9 +19,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from daemon.cli import load as load_command
 from daemon.core.config import Config
 from daemon.tools.gen.model import GenOptions, generate
-from daemon.cli import load as load_command
 from daemon.tools.load.loader import LoadError, LoadOptions, load
 from daemon.tools.load.source import LineSource, Progress, describe
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from daemon.core.errors import CommandError
 from daemon.core.config import NodeConfig, load_config
+from daemon.core.errors import CommandError
 from daemon.tools.node.files import (
     MAIN_CLASS,
     NodeError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from daemon.core.events import MS_PER_HOUR, MS_PER_MINUTE
+from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
 from daemon.core.timebuckets import decompose, first_day_of_month, month_of_day
 
 DEMO_NOW = 1_480_550_400_000  # 2016-12-01T00:00:00Z

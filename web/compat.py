@@ -11,12 +11,13 @@ from aiohttp import web
 from cql.compat import LineClaims
 from cql.reads import StartPosition
 from daemon.compat.rawfile import CompatFeed, RawFile
-from daemon.core.events import datetime_to_ms, ms_to_datetime
+from daemon.core.events import is_country_code
+from daemon.core.instants import ms_to_datetime
 from daemon.core.intake import NDJSON, Rules, read_body
 from web.errors import json_response
 from web.ingest import store_intake
 from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS
-from web.params import COUNTRY, MAX_HOURS
+from web.params import MAX_HOURS
 from web.queries import complete_sessions, window
 
 MAX_ADD = 100_000
@@ -39,13 +40,7 @@ async def add_events(request: web.Request) -> web.Response:
         first = await feed.claims.claim(count)
         lines = await asyncio.to_thread(feed.raw_file.read, first, count)
     if lines:
-        config = request.app[CONFIG].ingest
-        rules = Rules(
-            now_ms=datetime_to_ms(request.app[CLOCK].now()),
-            retention_days=config.retention_days,
-            max_future_hours=config.max_future_hours,
-            max_events=MAX_ADD,
-        )
+        rules = Rules.of(request.app[CONFIG].ingest, request.app[CLOCK].now_ms(), max_events=MAX_ADD)
         stored = await store_intake(request.app, read_body(b"\n".join(lines), NDJSON, rules))
         if stored.status == 503:
             return stored
@@ -57,7 +52,7 @@ async def fetch_starts(request: web.Request) -> web.Response:
     country = request.match_info["country"]
     if hours > MAX_HOURS:
         raise web.HTTPNotFound()
-    if hours == 0 or not COUNTRY.fullmatch(country):
+    if hours == 0 or not is_country_code(country):
         return web.Response(text="", content_type="text/html")
     start_ms, end_ms = window(request, hours)
     reads = request.app[READS]

@@ -7,10 +7,9 @@ import logging
 
 from aiohttp import web
 
-from daemon.core.events import datetime_to_ms
 from daemon.core.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
 from daemon.ingest.admission import Overloaded
-from daemon.ingest.pipeline import ShuttingDown, StorageUnavailable
+from daemon.ingest.errors import ShuttingDown, StorageUnavailable
 from web.errors import json_error, json_response
 from web.keys import CLOCK, CONFIG, PIPELINE
 
@@ -28,12 +27,7 @@ async def post_events(request: web.Request) -> web.Response:
     if request.content_type not in CONTENT_TYPES:
         return json_error(415, f"content type must be one of {', '.join(CONTENT_TYPES)}")
     body = await _read_body(request, config.max_body_bytes)
-    rules = Rules(
-        now_ms=datetime_to_ms(request.app[CLOCK].now()),
-        retention_days=config.retention_days,
-        max_future_hours=config.max_future_hours,
-        max_events=config.max_batch_events,
-    )
+    rules = Rules.of(config, request.app[CLOCK].now_ms())
     try:
         if len(body) > PARSE_IN_THREAD_BYTES:
             # Decoding 100,000 events holds the CPU for most of a second; in a worker thread the

@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
 import uuid
 
 from aiohttp import web
 
 from cql.reads import StartPosition
-from daemon.core.events import MS_PER_HOUR
+from daemon.core.events import COUNTRY_REQUIRED_FORM, is_country_code
+from daemon.core.instants import MS_PER_HOUR
 
 MAX_HOURS = 8760
-COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 def bad_request(message: str) -> web.HTTPBadRequest:
@@ -22,8 +21,8 @@ def bad_request(message: str) -> web.HTTPBadRequest:
 
 
 def country_param(value: str) -> str:
-    if not COUNTRY.fullmatch(value):
-        raise bad_request("country: must be two uppercase letters (ISO 3166-1 alpha-2)")
+    if not is_country_code(value):
+        raise bad_request(COUNTRY_REQUIRED_FORM)
     return value
 
 

@@ -5,22 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.reads import CompleteSession
-from daemon.core.clock import format_instant
-from daemon.core.events import MS_PER_DAY, datetime_to_ms, ms_to_datetime
+from daemon.core.events import MAX_PLAYER_ID_LENGTH, PLAYER_ID_TOO_LONG
+from daemon.core.instants import format_ms
 from web.errors import json_response
 from web.keys import CLOCK, CONFIG, READS, ROLLUPS
 from web.params import country_param, decode_cursor, encode_cursor, hours_param, hours_to_ms, limit_param
 
-MAX_PLAYER_ID_LENGTH = 128
-
-
-def iso(ts_ms: int) -> str:
-    return format_instant(ms_to_datetime(ts_ms))
-
 
 def window(request: web.Request, hours: float) -> tuple[int, int]:
     """The window (now - hours, now] as inclusive-exclusive milliseconds [start, end)."""
-    now_ms = datetime_to_ms(request.app[CLOCK].now())
+    now_ms = request.app[CLOCK].now_ms()
     return now_ms - hours_to_ms(hours) + 1, now_ms + 1
 
 
@@ -38,8 +32,8 @@ async def country_session_starts(request: web.Request) -> web.Response:
         {
             "country": country,
             "hours": hours,
-            "from": iso(start_ms - 1),
-            "to": iso(end_ms - 1),
+            "from": format_ms(start_ms - 1),
+            "to": format_ms(end_ms - 1),
             "starts": [
                 {"ts": start.ts, "player_id": start.player_id, "session_id": start.session_id}
                 for start in starts
@@ -57,8 +51,8 @@ async def session_start_totals(request: web.Request) -> web.Response:
     return json_response(
         {
             "hours": hours,
-            "from": iso(start_ms - 1),
-            "to": iso(end_ms - 1),
+            "from": format_ms(start_ms - 1),
+            "to": format_ms(end_ms - 1),
             "total": sum(countries.values()),
             "countries": countries,
         }
@@ -68,7 +62,7 @@ async def session_start_totals(request: web.Request) -> web.Response:
 async def player_sessions(request: web.Request) -> web.Response:
     player_id = request.match_info["player_id"]
     if len(player_id) > MAX_PLAYER_ID_LENGTH:
-        raise web.HTTPBadRequest(text=f"player_id: longer than {MAX_PLAYER_ID_LENGTH} characters")
+        raise web.HTTPBadRequest(text=PLAYER_ID_TOO_LONG)
     limit = limit_param(request, default=20, maximum=100)
     sessions = await complete_sessions(request, player_id, limit)
     return json_response(
@@ -78,8 +72,8 @@ async def player_sessions(request: web.Request) -> web.Response:
                 {
                     "session_id": str(session.session_id),
                     "country": session.country,
-                    "start": iso(session.start_ms),
-                    "end": iso(session.end_ms),
+                    "start": format_ms(session.start_ms),
+                    "end": format_ms(session.end_ms),
                     "duration_seconds": (session.end_ms - session.start_ms) // 1000,
                 }
                 for session in sessions
@@ -91,7 +85,7 @@ async def player_sessions(request: web.Request) -> web.Response:
 async def complete_sessions(request: web.Request, player_id: str, limit: int) -> list[CompleteSession]:
     """The player's newest complete sessions whose start is within the retention period."""
     config = request.app[CONFIG].ingest
-    since_ms = datetime_to_ms(request.app[CLOCK].now()) - config.retention_days * MS_PER_DAY
+    since_ms = request.app[CLOCK].now_ms() - config.retention_ms
     return await request.app[READS].complete_sessions(player_id, since_ms, limit)
 
 

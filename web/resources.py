@@ -18,7 +18,6 @@ from cql.rollups import RollupStore
 from cql.schema import check_schema
 from cql.writes import EventWriter
 from daemon.core.errors import CommandError
-from daemon.core.events import MS_PER_DAY
 from daemon.ingest.pipeline import Pipeline
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
@@ -60,7 +59,7 @@ async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
 async def rollups_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     refresher = RollupRefresher(
-        app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_days * MS_PER_DAY
+        app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_ms
     )
     app[REFRESHER] = refresher
     refresher.start()

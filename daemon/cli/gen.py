@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from daemon.cli.commands import Subparsers, add_command
-from daemon.core.clock import parse_instant
 from daemon.core.config import Config
 from daemon.core.errors import CommandError
+from daemon.core.instants import parse_instant
 from daemon.tools.gen.model import GenOptions, build_dataset
 from daemon.tools.gen.writer import describe, write_lines
 

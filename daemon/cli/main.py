@@ -12,7 +12,6 @@ from pathlib import Path
 from daemon.core.config import ConfigError, load_config
 from daemon.core.errors import CommandError
 
-
 SERVICE_COMMANDS = ("serve", "schema", "rollups")
 TOOL_COMMANDS = ("node", "gen", "load")
 TOOLS_PACKAGE = "daemon.tools"

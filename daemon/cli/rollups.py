@@ -6,10 +6,11 @@ import argparse
 import asyncio
 
 from daemon.cli.commands import Subparsers, add_command
-from daemon.core.clock import Clock, parse_instant
+from daemon.core.clock import Clock
 from daemon.core.config import Config
 from daemon.core.errors import CommandError
-from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, datetime_to_ms
+from daemon.core.instants import MS_PER_MINUTE, datetime_to_ms, parse_instant
+from daemon.core.intake import Rules
 
 
 def register(subparsers: Subparsers) -> None:
@@ -22,12 +23,11 @@ def register(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace, config: Config) -> int:
     clock = Clock.from_setting(config.clock.now)
-    now_ms = datetime_to_ms(clock.now())
-    oldest = now_ms - config.ingest.retention_days * MS_PER_DAY
-    newest = now_ms + int(config.ingest.max_future_hours * MS_PER_HOUR)
+    # By default, every minute an event the service accepts today can fall in.
+    accepted = Rules.of(config.ingest, clock.now_ms())
     try:
-        since = datetime_to_ms(parse_instant(args.since)) if args.since else oldest
-        until = datetime_to_ms(parse_instant(args.until)) if args.until else newest
+        since = datetime_to_ms(parse_instant(args.since)) if args.since else accepted.oldest_ms
+        until = datetime_to_ms(parse_instant(args.until)) if args.until else accepted.newest_ms
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if until <= since:
@@ -45,7 +45,7 @@ async def _rebuild(config: Config, clock: Clock, first_minute: int, end_minute: 
     db = await Database.connect(config.cassandra)
     try:
         refresher = RollupRefresher(
-            await RollupStore.prepare(db), config.rollups, clock, config.ingest.retention_days * MS_PER_DAY
+            await RollupStore.prepare(db), config.rollups, clock, config.ingest.retention_ms
         )
         refresher.mark_range(first_minute, end_minute)
         await refresher.refresh(everything=True)

@@ -4,29 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-UTC = dt.UTC
-
-
-def parse_instant(text: str) -> dt.datetime:
-    """Parse ISO-8601 with or without fraction and zone (no zone means UTC); return an aware UTC datetime."""
-    cleaned = text.strip()
-    if not cleaned:
-        raise ValueError("empty timestamp")
-    if cleaned[-1] in "zZ":
-        cleaned = cleaned[:-1] + "+00:00"
-    try:
-        value = dt.datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def format_instant(value: dt.datetime) -> str:
-    """ISO-8601 UTC with a trailing Z; fractional seconds only when present."""
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return f"{text}Z"
+from daemon.core.instants import UTC, datetime_to_ms, parse_instant
 
 
 class Clock:
@@ -47,3 +25,7 @@ class Clock:
 
     def now(self) -> dt.datetime:
         return self._frozen if self._frozen is not None else dt.datetime.now(UTC)
+
+    def now_ms(self) -> int:
+        """Now in epoch milliseconds, the unit every stored timestamp and window bound uses."""
+        return datetime_to_ms(self.now())

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.core.instants import MS_PER_DAY, parse_instant
+
 ENV_PREFIX = "PSS_"
 DEFAULT_PATH = Path("config.toml")
 
@@ -61,6 +63,11 @@ class IngestConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_future_hours: float = 24.0
     retention_days: int = 365
+
+    @property
+    def retention_ms(self) -> int:
+        """How long events and their rows are kept: older events are discarded, rows expire then (TTL)."""
+        return self.retention_days * MS_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +263,6 @@ def _validate(config: Config) -> None:
         if not ok:
             raise ConfigError(f"{key}: {reason}")
     if config.clock.now:
-        from daemon.core.clock import parse_instant
-
         try:
             parse_instant(config.clock.now)
         except ValueError as exc:

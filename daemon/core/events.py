@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from daemon.core.clock import UTC
+from daemon.core.instants import datetime_to_ms, parse_iso
 
-MS_PER_SECOND = 1_000
-MS_PER_MINUTE = 60_000
-MS_PER_HOUR = 3_600_000
-MS_PER_DAY = 86_400_000
 MAX_PLAYER_ID_LENGTH = 128
+PLAYER_ID_TOO_LONG = f"player_id: longer than {MAX_PLAYER_ID_LENGTH} characters"
+COUNTRY_CODE = "two uppercase letters (ISO 3166-1 alpha-2)"
+COUNTRY_REQUIRED_FORM = f"country: must be {COUNTRY_CODE}"
 
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 EventKind = Literal["start", "end"]
 
@@ -31,11 +28,7 @@ class Event:
     player_id: str
     session_id: uuid.UUID
     ts_ms: int
-    country: str | None  # set on starts only
-
-    @property
-    def is_start(self) -> bool:
-        return self.kind == "start"
+    country: str | None  # set on starts only: `country is None` is how callers tell an end
 
 
 class InvalidEvent(ValueError):
@@ -62,7 +55,7 @@ def _player_id(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidEvent("player_id: must be a non-empty string")
     if len(value) > MAX_PLAYER_ID_LENGTH:
-        raise InvalidEvent(f"player_id: longer than {MAX_PLAYER_ID_LENGTH} characters")
+        raise InvalidEvent(PLAYER_ID_TOO_LONG)
     if _CONTROL.search(value):
         raise InvalidEvent("player_id: contains control characters")
     return value
@@ -80,30 +73,20 @@ def _session_id(value: Any) -> uuid.UUID:
 def _timestamp_ms(value: Any) -> int:
     if not isinstance(value, str):
         raise InvalidEvent("ts: must be an ISO-8601 string")
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
-        parsed = dt.datetime.fromisoformat(text)
+        return datetime_to_ms(parse_iso(value))
     except ValueError:
         raise InvalidEvent("ts: not an ISO-8601 timestamp") from None
-    return datetime_to_ms(parsed)
 
 
 def _country(value: Any) -> str:
     if value is None:
         raise InvalidEvent("country: required on start events")
-    if not isinstance(value, str) or not _COUNTRY.fullmatch(value):
-        raise InvalidEvent("country: must be two uppercase letters (ISO 3166-1 alpha-2)")
+    if not isinstance(value, str) or not is_country_code(value):
+        raise InvalidEvent(COUNTRY_REQUIRED_FORM)
     return value
 
 
-def ms_to_datetime(ts_ms: int) -> dt.datetime:
-    """Epoch milliseconds to an aware UTC datetime."""
-    return _EPOCH + dt.timedelta(milliseconds=ts_ms)
-
-
-def datetime_to_ms(value: dt.datetime) -> int:
-    """A datetime (naive means UTC, as the driver returns them) to epoch milliseconds."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * MS_PER_SECOND + delta.microseconds // 1_000
+def is_country_code(text: str) -> bool:
+    """The one country rule of events, query paths and live subscriptions alike."""
+    return _COUNTRY.fullmatch(text) is not None

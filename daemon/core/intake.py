@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 
-from daemon.core.events import MS_PER_DAY, MS_PER_HOUR, Event, InvalidEvent, parse_event
+from daemon.core.config import IngestConfig
+from daemon.core.events import Event, InvalidEvent, parse_event
+from daemon.core.instants import MS_PER_HOUR
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -45,13 +47,19 @@ class Rules:
     """The limits and the clock reading one request is judged by."""
 
     now_ms: int
-    retention_days: int
+    retention_ms: int
     max_future_hours: float
     max_events: int
 
+    @classmethod
+    def of(cls, config: IngestConfig, now_ms: int, max_events: int | None = None) -> Rules:
+        """The configured rules at `now_ms`; `max_events` defaults to `ingest.max_batch_events`."""
+        return cls(now_ms, config.retention_ms, config.max_future_hours, max_events or config.max_batch_events)
+
     @property
     def oldest_ms(self) -> int:
-        return self.now_ms - self.retention_days * MS_PER_DAY
+        """Events before this are older than the retention span: discarded, not stored."""
+        return self.now_ms - self.retention_ms
 
     @property
     def newest_ms(self) -> int:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from daemon.core.events import MS_PER_MINUTE
+from daemon.core.instants import MS_PER_MINUTE
 
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = 24
 _EPOCH_DATE = dt.date(1970, 1, 1)
-
-
-def day_of_hour(hour: int) -> int:
-    return hour // HOURS_PER_DAY
 
 
 def month_of_day(day: int) -> int:
@@ -24,10 +20,6 @@ def month_of_day(day: int) -> int:
 
 def first_day_of_month(month: int) -> int:
     return (dt.date(month // 12, month % 12 + 1, 1) - _EPOCH_DATE).days
-
-
-def year_of_month(month: int) -> int:
-    return month // 12
 
 
 @dataclass(slots=True)

@@ -6,22 +6,18 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from cql.rollups import DAY, FINER, HOUR, MINUTE, MONTH, Level, RollupStore
+from cql.rollups import RollupStore
 from daemon.core.clock import Clock
 from daemon.core.config import RollupConfig
-from daemon.core.events import MS_PER_MINUTE, Event, datetime_to_ms
-from daemon.core.timebuckets import HOURS_PER_DAY, MINUTES_PER_HOUR, month_of_day
+from daemon.core.events import Event
+from daemon.core.instants import MS_PER_MINUTE
+from daemon.core.levels import HOUR, LEVELS, MINUTE, Level, finer
 
 log = logging.getLogger(__name__)
 
 REST_FACTOR = 3  # the refresher works at most a quarter of the time
-LEVELS = (MINUTE, HOUR, DAY, MONTH)  # finest first: each level is summed from the one before
-# The coarser period a recount of each level makes stale.
-PARENT: dict[str, tuple[Level, Callable[[int], int]]] = {MINUTE.name: (HOUR, lambda minute: minute // MINUTES_PER_HOUR),
-          HOUR.name: (DAY, lambda hour: hour // HOURS_PER_DAY),
-          DAY.name: (MONTH, month_of_day)}
 WRITTEN_CACHE = 20_000  # rows whose last written counts are remembered (to skip unchanged rewrites)
 BATCH = 1_000  # recounts gathered at once, so a huge rebuild keeps a bounded task count
 
@@ -102,14 +98,14 @@ class RollupRefresher:
         ends = [level.end_ms_of(min(self._dirty[level.name])) for level in LEVELS if self._dirty[level.name]]
         if not ends:
             return None
-        return max(0.0, (min(ends) - datetime_to_ms(self._clock.now())) / 1000)
+        return max(0.0, (min(ends) - self._clock.now_ms()) / 1000)
 
     async def refresh(self, everything: bool = False) -> None:
         """Recount every dirty period that has ended (or all of them), finest level first."""
         async with self._lock:
             self._wake.clear()
             write_us = time.time_ns() // 1_000  # later recounts win over earlier ones, in any replica
-            now_ms = datetime_to_ms(self._clock.now())
+            now_ms = self._clock.now_ms()
             started = time.monotonic()
             done = []
             failed = 0
@@ -154,7 +150,7 @@ class RollupRefresher:
         if level is MINUTE:
             counts = await self._store.count_minute(period)
         else:
-            counts = await self._store.sum_partition(FINER[level.name], period)
+            counts = await self._store.sum_partition(finer(level), period)
         key, value = (level.name, period), _frozen(counts)
         previous = self._written.get(key)
         if previous == value:
@@ -169,9 +165,8 @@ class RollupRefresher:
         self._written.move_to_end(key)
         while len(self._written) > WRITTEN_CACHE:
             self._written.popitem(last=False)
-        if level.name in PARENT:
-            parent, parent_of = PARENT[level.name]
-            self._dirty[parent.name].add(parent_of(period))
+        if level.parent is not None:
+            self._dirty[level.parent.name].add(level.bucket_of(period))  # the parent period holding this one
 
     async def close(self, timeout: float) -> None:
         """Stop the loop, then recount what is still dirty, ended or not (bounded by `timeout`)."""

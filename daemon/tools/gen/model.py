@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from daemon.core.clock import UTC
+from daemon.core.instants import UTC
 
 # 249 ISO 3166-1 alpha-2 codes minus three uninhabited territories (AQ, BV, HM) = 246, the
 # number of distinct countries in the reference file. "NA" (Namibia) stays: parsers must not
