@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -28,6 +27,7 @@ import aiohttp
 
 from cql.driver import Database
 from daemon.core.config import Config, load_config
+from daemon.core.config import replace as replace_config
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -191,7 +191,7 @@ def cassandra_pid(config: Config) -> int | None:
 
     node = config.node
     if not Path(node.dir).is_absolute():  # relative to the checkout, wherever the bench runs from
-        node = dataclasses.replace(node, dir=str(REPO / node.dir))
+        node = replace_config(node, dir=str(REPO / node.dir))
     return running_pid(NodePaths.of(node))
 
 
@@ -353,7 +353,7 @@ def bench_config() -> Config:
 def keyspace_config(keyspace: str) -> Config:
     """The bench's config: the checkout's, pointed at the bench keyspace."""
     base = bench_config()
-    return dataclasses.replace(base, cassandra=dataclasses.replace(base.cassandra, keyspace=keyspace))
+    return replace_config(base, cassandra=replace_config(base.cassandra, keyspace=keyspace))
 
 
 @contextlib.asynccontextmanager

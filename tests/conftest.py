@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import secrets
 import uuid
@@ -15,6 +14,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from daemon.core.config import Config, load_config
+from daemon.core.config import replace as replace_config
 
 DEMO_NOW = "2016-12-01T00:00:00Z"
 
@@ -87,9 +87,9 @@ def config_for(keyspace: str, **sections: dict[str, Any]) -> Config:
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     replaced = {
-        name: dataclasses.replace(getattr(base, name), **values) for name, values in overrides.items()
+        name: replace_config(getattr(base, name), **values) for name, values in overrides.items()
     }
-    return dataclasses.replace(base, **replaced)
+    return replace_config(base, **replaced)
 
 
 # Fixtures that build apps must request the keyspace before `aiohttp_client`: teardown runs in

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import json
 import os
@@ -56,9 +55,8 @@ def our_services() -> dict[str, dict[str, Any]]:
 
 def config_env_names() -> set[str]:
     names = {f"{ENV_PREFIX}CONFIG"}
-    for section in dataclasses.fields(Config):
-        section_type = type(getattr(Config(), section.name))
-        names |= {f"{ENV_PREFIX}{section.name}_{key.name}".upper() for key in dataclasses.fields(section_type)}
+    for section_name, section in Config().model_dump().items():
+        names |= {f"{ENV_PREFIX}{section_name}_{key}".upper() for key in section}
     return names
 
 

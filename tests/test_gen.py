@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import collections
-import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -18,6 +17,7 @@ import pytest
 
 from daemon.cli import gen
 from daemon.core.config import ClockConfig, Config
+from daemon.core.config import replace as replace_config
 from daemon.core.events import InvalidEvent, parse_event
 from daemon.core.instants import UTC
 from daemon.tools.gen.model import (
@@ -57,7 +57,7 @@ def run_gen(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     gen.register(parser.add_subparsers())
     args = parser.parse_args(["gen", *argv])
-    config = dataclasses.replace(Config(), clock=ClockConfig(now="2016-12-01T00:00:00Z"))
+    config = replace_config(Config(), clock=ClockConfig(now="2016-12-01T00:00:00Z"))
     return int(args.run(args, config))
 
 

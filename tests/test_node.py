@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import socket
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from daemon.core.config import NodeConfig, load_config
+from daemon.core.config import replace as replace_config
 from daemon.core.errors import CommandError
 from daemon.tools.node.files import (
     MAIN_CLASS,
@@ -174,7 +174,7 @@ def test_pid_file_of_another_process_is_not_our_node(node: NodeConfig) -> None:
 def test_start_reuses_our_running_node(
     node: NodeConfig, fake_node: subprocess.Popen[bytes], listener: socket.socket
 ) -> None:
-    node = dataclasses.replace(node, native_port=listener.getsockname()[1])
+    node = replace_config(node, native_port=listener.getsockname()[1])
     info = start_node(node, say=lambda line: None)
     assert (info.pid, info.reused) == (fake_node.pid, True)
     assert NodePaths.of(node).pid_file.read_text().strip() == str(fake_node.pid)
@@ -195,7 +195,7 @@ def test_start_fails_at_once_when_a_port_is_taken(node: NodeConfig, listener: so
         pytest.skip("needs java (the port check comes after the java check)")
     port = listener.getsockname()[1]
     with pytest.raises(CommandError) as failure:
-        start_node(dataclasses.replace(node, **{key: port}), say=lambda line: None)
+        start_node(replace_config(node, **{key: port}), say=lambda line: None)
     message = str(failure.value)
     assert "\n" not in message
     assert f"port {port} (node.{key})" in message
@@ -260,7 +260,7 @@ def test_cli_prints_one_error_line_without_traceback(node: NodeConfig, listener:
 
 def _real_node() -> NodeConfig:
     node = load_config(ROOT / "config.toml", environ={}).node
-    return dataclasses.replace(node, dir=str(ROOT / node.dir))
+    return replace_config(node, dir=str(ROOT / node.dir))
 
 
 @pytest.fixture
@@ -286,7 +286,7 @@ def test_the_node_make_test_started_is_running() -> None:
 @pytest.mark.cassandra
 def test_a_jvm_that_dies_at_start_is_reported_with_its_log(node_with_jars: NodeConfig) -> None:
     with pytest.raises(NodeError) as failure:
-        start_node(dataclasses.replace(node_with_jars, heap="1k"), say=lambda line: None)  # JVM refuses a 1 KiB heap
+        start_node(replace_config(node_with_jars, heap="1k"), say=lambda line: None)  # JVM refuses a 1 KiB heap
     assert str(failure.value).startswith("Cassandra exited during startup with code 1")
     assert failure.value.source.endswith("stdout.log")
     assert any("heap" in line.lower() for line in failure.value.details)
@@ -296,7 +296,7 @@ def test_a_jvm_that_dies_at_start_is_reported_with_its_log(node_with_jars: NodeC
 @pytest.mark.cassandra
 def test_a_start_timeout_stops_the_half_started_node(node_with_jars: NodeConfig) -> None:
     with pytest.raises(NodeError, match=r"did not accept CQL on 127\.0\.0\.1:\d+ within 2s"):
-        start_node(dataclasses.replace(node_with_jars, start_timeout=2.0), say=lambda line: None)
+        start_node(replace_config(node_with_jars, start_timeout=2.0), say=lambda line: None)
     paths = NodePaths.of(node_with_jars)
     assert running_pid(paths) is None
     assert not paths.pid_file.exists()

@@ -1,16 +1,27 @@
-"""Typed configuration: `config.toml` overlaid with `PSS_<SECTION>_<KEY>` environment variables."""
+"""Typed configuration: `config.toml` overlaid with `PSS_<SECTION>_<KEY>` environment variables (pydantic-settings)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
-import types
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Annotated, Any, TypeVar, cast
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from daemon.core.instants import MS_PER_DAY, parse_instant
 
@@ -22,248 +33,290 @@ class ConfigError(Exception):
     """A configuration value is missing, of the wrong type or out of range; the message names the key."""
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    shutdown_timeout: float = 30.0
+# Value types. The same rules for TOML and environment text as before, stricter than pydantic's own coercion:
+# a bool is never a number, an int never a float, and text is read as an int with base 0 (0x1F90, 1_000).
+def _str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class ClockConfig:
-    now: str = ""
+def _int(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            pass
+    raise ValueError(f"expected an integer, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class CassandraConfig:
-    contact_points: tuple[str, ...] = ("127.0.0.1",)
-    port: int = 9042
-    local_dc: str = "datacenter1"
-    keyspace: str = "player_sessions"
-    replication_class: str = "SimpleStrategy"
-    replication_factor: int = 1
-    datacenters: Mapping[str, int] = field(default_factory=dict)
-    consistency: str = "LOCAL_QUORUM"
-    username: str = ""
-    password: str = ""
-    connect_timeout: float = 10.0
-    request_timeout: float = 10.0
+def _float(value: Any) -> float:
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class IngestConfig:
-    actors: int = 0
-    max_queued_events: int = 200_000
-    flush_events: int = 5_000
-    linger_ms: float = 5.0
-    max_inflight_writes: int = 256
-    queue_wait: float = 30.0
-    write_retry_seconds: float = 5.0
-    max_batch_events: int = 100_000
-    max_body_bytes: int = 64 * 1024 * 1024
-    max_future_hours: float = 24.0
-    retention_days: int = 365
-
-    @property
-    def retention_ms(self) -> int:
-        """How long events and their rows are kept: older events are discarded, rows expire then (TTL)."""
-        return self.retention_days * MS_PER_DAY
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(_str(item) for item in value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class RollupConfig:
-    interval: float = 1.0
-    concurrency: int = 8
+def _int_table(value: object) -> Mapping[str, int]:
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(name): _int(number) for name, number in value.items()})
+    raise ValueError(f"expected a table of name = integer, got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class LiveConfig:
-    queue_size: int = 10_000
-    heartbeat: float = 20.0
-    fan_out_interval: float = 0.05
+Str = Annotated[str, PlainValidator(_str)]
+Int = Annotated[int, PlainValidator(_int)]
+Float = Annotated[float, PlainValidator(_float)]
+Strings = Annotated[tuple[str, ...], PlainValidator(_strings)]
+# Read-only; dumped as a dict because pydantic's serializer warns on a mappingproxy (and the tests turn warnings
+# into errors).
+IntTable = Annotated[Mapping[str, int], PlainValidator(_int_table), PlainSerializer(dict)]
+# The same conversions by field annotation, for environment values (converted in the source to name the variable).
+_CONVERT: dict[Any, Callable[[Any], Any]] = {
+    str: _str,
+    int: _int,
+    float: _float,
+    tuple[str, ...]: _strings,
+    Mapping[str, int]: _int_table,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    dir: str = ".cassandra"
-    version: str = "5.0.8"
-    heap: str = "1g"
-    listen_address: str = "127.0.0.1"
-    native_port: int = 9042
-    storage_port: int = 7000
-    start_timeout: float = 180.0
+def _check(ok: Callable[[Any], bool], reason: str) -> AfterValidator:
+    """A range check run after the type check; the error reads `<section>.<key>: <reason>`."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
 
 
-@dataclass(frozen=True, slots=True)
-class CompatConfig:
-    raw_file: str = ""
+Positive = _check(lambda value: value > 0, "must be positive")
+NotNegative = _check(lambda value: value >= 0, "must not be negative")
+AtLeastOne = _check(lambda value: value >= 1, "must be at least 1")
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    clock: ClockConfig = field(default_factory=ClockConfig)
-    cassandra: CassandraConfig = field(default_factory=CassandraConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    rollups: RollupConfig = field(default_factory=RollupConfig)
-    live: LiveConfig = field(default_factory=LiveConfig)
-    node: NodeConfig = field(default_factory=NodeConfig)
-    compat: CompatConfig = field(default_factory=CompatConfig)
+class _Section(BaseModel):
+    # Frozen like the dataclasses were; a misspelt key is an error; defaults go through the same checks, so a
+    # check across fields also runs when the field it is about was left out.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class ServerConfig(_Section):
+    host: Str = "127.0.0.1"
+    port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 8080
+    shutdown_timeout: Annotated[Float, Positive] = 30.0
+
+
+def _instant_or_empty(text: str) -> str:
+    if text:
+        parse_instant(text)  # its ValueError is the reason: "not an ISO-8601 timestamp: 'soon'"
+    return text
+
+
+class ClockConfig(_Section):
+    now: Annotated[Str, AfterValidator(_instant_or_empty)] = ""
 
 
 _CONSISTENCY_LEVELS = {"ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"}
+_ONE_OF_THE_LEVELS = f"must be one of {', '.join(sorted(_CONSISTENCY_LEVELS))}"
+_REPLICATION_CLASSES = {"SimpleStrategy", "NetworkTopologyStrategy"}
+
+
+class CassandraConfig(_Section):
+    contact_points: Annotated[Strings, _check(bool, "must name at least one host")] = ("127.0.0.1",)
+    port: Int = 9042
+    local_dc: Str = "datacenter1"
+    keyspace: Annotated[Str, _check(str.isidentifier, "must be a plain identifier")] = "player_sessions"
+    replication_class: Annotated[
+        Str, _check(lambda name: name in _REPLICATION_CLASSES, "must be SimpleStrategy or NetworkTopologyStrategy")
+    ] = "SimpleStrategy"
+    replication_factor: Annotated[Int, AtLeastOne] = 1
+    datacenters: IntTable = Field(default_factory=lambda: MappingProxyType({}))
+    consistency: Annotated[Str, _check(lambda level: level.upper() in _CONSISTENCY_LEVELS, _ONE_OF_THE_LEVELS)] = (
+        "LOCAL_QUORUM"
+    )
+    username: Str = ""
+    password: Str = ""
+    connect_timeout: Float = 10.0
+    request_timeout: Float = 10.0
+
+    @field_validator("datacenters")
+    @classmethod
+    def _check_datacenters(cls, datacenters: Mapping[str, int], info: ValidationInfo) -> Mapping[str, int]:
+        # info.data holds the fields declared above that passed their own checks.
+        if info.data.get("replication_class") == "NetworkTopologyStrategy" and not datacenters:
+            raise ValueError("must list at least one datacenter for NetworkTopologyStrategy")
+        if not all(factor >= 1 for factor in datacenters.values()):
+            raise ValueError("replication factors must be at least 1")
+        return datacenters
+
+
+class IngestConfig(_Section):
+    actors: Annotated[Int, _check(lambda actors: actors >= 0, "must be 0 (one per core) or more")] = 0
+    # Declared before max_queued_events, whose check reads it: pydantic validates fields in declaration order.
+    max_batch_events: Annotated[Int, AtLeastOne] = 100_000
+    max_queued_events: Int = 200_000
+    flush_events: Annotated[Int, AtLeastOne] = 5_000
+    linger_ms: Annotated[Float, NotNegative] = 5.0
+    max_inflight_writes: Annotated[Int, AtLeastOne] = 256
+    queue_wait: Annotated[Float, Positive] = 30.0
+    write_retry_seconds: Annotated[Float, NotNegative] = 5.0
+    max_body_bytes: Annotated[Int, _check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024
+    max_future_hours: Annotated[Float, NotNegative] = 24.0
+    retention_days: Annotated[Int, _check(lambda days: 1 <= days <= 3650, "must be 1..3650")] = 365
+
+    @field_validator("max_queued_events")
+    @classmethod
+    def _queue_holds_a_batch(cls, max_queued_events: int, info: ValidationInfo) -> int:
+        if max_queued_events < info.data.get("max_batch_events", 0):
+            raise ValueError("must be at least ingest.max_batch_events (a request is admitted whole)")
+        return max_queued_events
+
+    @property
+    def retention_ms(self) -> int:
+        """How long events are kept, in milliseconds (stored rows' TTL; older events are discarded)."""
+        return self.retention_days * MS_PER_DAY
+
+
+class RollupConfig(_Section):
+    interval: Annotated[Float, Positive] = 1.0
+    concurrency: Annotated[Int, AtLeastOne] = 8
+
+
+class LiveConfig(_Section):
+    queue_size: Annotated[Int, AtLeastOne] = 10_000
+    heartbeat: Annotated[Float, Positive] = 20.0
+    fan_out_interval: Annotated[Float, _check(lambda seconds: seconds >= 0, "must be 0 or more")] = 0.05
+
+
+class NodeConfig(_Section):
+    dir: Str = ".cassandra"
+    version: Str = "5.0.8"
+    heap: Str = "1g"
+    listen_address: Str = "127.0.0.1"
+    native_port: Int = 9042
+    storage_port: Int = 7000
+    start_timeout: Annotated[Float, Positive] = 180.0
+
+
+class CompatConfig(_Section):
+    raw_file: Str = ""
+
+
+class Config(BaseSettings):
+    # case_sensitive: TOML section names match exactly ([Server] is an unknown key, as before).
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=True, env_prefix=ENV_PREFIX)
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
+    cassandra: CassandraConfig = Field(default_factory=CassandraConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    rollups: RollupConfig = Field(default_factory=RollupConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    compat: CompatConfig = Field(default_factory=CompatConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Config(...) holds its arguments and the defaults only, never the process environment or ./config.toml,
+        # as the dataclass did. load_config() passes the file and the environment it was given.
+        return (init_settings,)
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """`PSS_<SECTION>_<KEY>` from a given mapping, for known keys only (other names are ignored), converted here.
+
+    Not pydantic-settings' EnvSettingsSource: it reads only os.environ, JSON-decodes lists and tables, and would
+    pass an unknown PSS_SERVER_PROT on to fail as an extra key. (Its env_nested_max_split=1 would split
+    PSS_INGEST_MAX_QUEUED_EVENTS correctly.)
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # abstract in the base class; __call__ reads whole sections instead
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, dict[str, Any]] = {}
+        for section, section_field in self.settings_cls.model_fields.items():
+            section_type = cast(type[BaseModel], section_field.annotation)
+            for key, key_field in section_type.model_fields.items():
+                name = f"{self.config['env_prefix']}{section}_{key}".upper()
+                if name in self.environ:
+                    values.setdefault(section, {})[key] = _from_env(self.environ[name], key_field.annotation, name)
+        return values
+
+
+def _from_env(text: str, annotation: Any, name: str) -> Any:
+    """Environment text as a value: lists comma separated, tables `name=value` pairs; errors name the variable."""
+    value: Any = text
+    if annotation == tuple[str, ...]:
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    elif annotation == Mapping[str, int]:
+        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ConfigError(f"{name}: expected name=value pairs separated by commas")
+        value = {key.strip(): number.strip() for key, number in pairs}
+    try:
+        # A table comes back read-only, not a dict, so it replaces the file's instead of being merged into it.
+        return _CONVERT[annotation](value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read `path` (default `config.toml`, optional when absent), apply environment overrides, validate."""
     path = path if path is not None else Path(os.environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_PATH))
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
-    if path.exists():
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    elif path != DEFAULT_PATH:
+    if not path.is_file() and path != DEFAULT_PATH:
         raise ConfigError(f"{path}: config file not found")
-    config: Config = _build(Config, raw, "", environ)
-    _validate(config)
-    return config
-
-
-def _build(cls: type, raw: Mapping[str, Any], prefix: str, environ: Mapping[str, str]) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.')}: expected a table")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - names
-    if unknown:
-        raise ConfigError(f"{prefix}{sorted(unknown)[0]}: unknown key")
-    values: dict[str, Any] = {}
-    for name in names:
-        key = f"{prefix}{name}"
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(typing.cast(type, hint), raw.get(name, {}), f"{key}.", environ)
-            continue
-        env_name = ENV_PREFIX + key.replace(".", "_").upper()
-        if env_name in environ:
-            values[name] = _from_env(environ[env_name], hint, env_name)
-        elif name in raw:
-            values[name] = _coerce(raw[name], hint, key)
-    return cls(**values)
-
-
-def _from_env(text: str, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return _coerce([part.strip() for part in text.split(",") if part.strip()], hint, key)
-    if origin in (Mapping, dict) or hint is Mapping:
-        pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ConfigError(f"{key}: expected name=value pairs separated by commas")
-        return _coerce({name.strip(): value.strip() for name, value in pairs}, hint, key)
-    if hint is bool:
-        return _coerce(text.strip().lower() in {"1", "true", "yes", "on"}, hint, key)
-    return _coerce(text, hint, key)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
     try:
-        if hint is str:
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if hint is bool:
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if hint is int:
-            if isinstance(value, bool):
-                raise TypeError
-            return int(value) if isinstance(value, int) else int(str(value), 0)
-        if hint is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if origin is tuple:
-            if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                raise TypeError
-            return tuple(_coerce(item, str, key) for item in value)
-        if origin in (Mapping, dict) or isinstance(origin, types.GenericAlias):
-            if not isinstance(value, Mapping):
-                raise TypeError
-            return types.MappingProxyType({str(k): _coerce(v, int, key) for k, v in value.items()})
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected {_describe(hint)}, got {value!r}") from None
-    raise ConfigError(f"{key}: unsupported type {hint!r}")
+        toml = TomlConfigSettingsSource(Config, toml_file=path)  # reads nothing when the default file is absent
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        # Per-call sources, highest priority first: the environment wins over the file. (settings_customise_sources
+        # takes no arguments, so it cannot see `path` and `environ`.)
+        return Config(_build_sources=((_EnvSource(Config, environ), toml), {}))
+    except ValidationError as exc:
+        raise _config_error(exc) from None
 
 
-def _describe(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return "a list of strings"
-    if origin in (Mapping, dict):
-        return "a table of name = integer"
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
+def _config_error(exc: ValidationError) -> ConfigError:
+    """The first error as one line naming the key; an unknown key is reported first, as before."""
+    error = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
+    # loc is (section, key, then a list index or table name): the message names the key only.
+    key = ".".join(str(part) for part in error["loc"][:2])
+    if error["type"] == "extra_forbidden":
+        return ConfigError(f"{key}: unknown key")
+    if error["type"] == "model_type":  # a section that is not a table
+        return ConfigError(f"{key}: expected a table")
+    return ConfigError(f"{key}: {error.get('ctx', {}).get('error', error['msg'])}")
 
 
-def _validate(config: Config) -> None:
-    """Range checks that types alone cannot express."""
-    checks: list[tuple[bool, str, str]] = [
-        (1 <= config.server.port <= 65535, "server.port", "must be 1..65535"),
-        (config.server.shutdown_timeout > 0, "server.shutdown_timeout", "must be positive"),
-        (bool(config.cassandra.contact_points), "cassandra.contact_points", "must name at least one host"),
-        (config.cassandra.keyspace.isidentifier(), "cassandra.keyspace", "must be a plain identifier"),
-        (
-            config.cassandra.replication_class in {"SimpleStrategy", "NetworkTopologyStrategy"},
-            "cassandra.replication_class",
-            "must be SimpleStrategy or NetworkTopologyStrategy",
-        ),
-        (config.cassandra.replication_factor >= 1, "cassandra.replication_factor", "must be at least 1"),
-        (
-            config.cassandra.replication_class != "NetworkTopologyStrategy" or bool(config.cassandra.datacenters),
-            "cassandra.datacenters",
-            "must list at least one datacenter for NetworkTopologyStrategy",
-        ),
-        (
-            all(factor >= 1 for factor in config.cassandra.datacenters.values()),
-            "cassandra.datacenters",
-            "replication factors must be at least 1",
-        ),
-        (
-            config.cassandra.consistency.upper() in _CONSISTENCY_LEVELS,
-            "cassandra.consistency",
-            f"must be one of {', '.join(sorted(_CONSISTENCY_LEVELS))}",
-        ),
-        (config.ingest.actors >= 0, "ingest.actors", "must be 0 (one per core) or more"),
-        (config.ingest.flush_events >= 1, "ingest.flush_events", "must be at least 1"),
-        (
-            config.ingest.max_queued_events >= config.ingest.max_batch_events,
-            "ingest.max_queued_events",
-            "must be at least ingest.max_batch_events (a request is admitted whole)",
-        ),
-        (config.ingest.linger_ms >= 0, "ingest.linger_ms", "must not be negative"),
-        (config.ingest.max_inflight_writes >= 1, "ingest.max_inflight_writes", "must be at least 1"),
-        (config.ingest.queue_wait > 0, "ingest.queue_wait", "must be positive"),
-        (config.ingest.write_retry_seconds >= 0, "ingest.write_retry_seconds", "must not be negative"),
-        (config.ingest.max_batch_events >= 1, "ingest.max_batch_events", "must be at least 1"),
-        (config.ingest.max_body_bytes >= 1024, "ingest.max_body_bytes", "must be at least 1024"),
-        (config.ingest.max_future_hours >= 0, "ingest.max_future_hours", "must not be negative"),
-        (1 <= config.ingest.retention_days <= 3650, "ingest.retention_days", "must be 1..3650"),
-        (config.rollups.interval > 0, "rollups.interval", "must be positive"),
-        (config.rollups.concurrency >= 1, "rollups.concurrency", "must be at least 1"),
-        (config.live.queue_size >= 1, "live.queue_size", "must be at least 1"),
-        (config.live.heartbeat > 0, "live.heartbeat", "must be positive"),
-        (config.live.fan_out_interval >= 0, "live.fan_out_interval", "must be 0 or more"),
-        (config.node.start_timeout > 0, "node.start_timeout", "must be positive"),
-    ]
-    for ok, key, reason in checks:
-        if not ok:
-            raise ConfigError(f"{key}: {reason}")
-    if config.clock.now:
-        try:
-            parse_instant(config.clock.now)
-        except ValueError as exc:
-            raise ConfigError(f"clock.now: {exc}") from None
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def replace(model: _Model, **changes: Any) -> _Model:
+    """`dataclasses.replace` for these models: a copy with `changes`, validated (model_copy checks nothing)."""
+    return type(model).model_validate({**dict(model), **changes})
