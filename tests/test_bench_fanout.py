@@ -14,7 +14,8 @@ from bench.fanout import bench
 from bench.subscribers import StreamCounter
 from daemon.core.events import Event
 from daemon.live.frames import text_frame
-from daemon.live.hub import Gap, start_message, subscribed_message
+from daemon.live.messages import start_message, subscribed_message
+from daemon.live.outbox import Gap
 
 
 def feed_stream(starts: int, drops: list[int]) -> bytes:

@@ -17,12 +17,13 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, new_player, post_events, start
 
-from daemon.core.clock import parse_instant
 from daemon.core.config import Config, LiveConfig
-from daemon.core.events import Event, datetime_to_ms
-from daemon.live import hub as daemon_live
-from daemon.live.hub import GOING_AWAY, LAGGING, LiveHub
-from web import live
+from daemon.core.events import Event
+from daemon.core.instants import datetime_to_ms, parse_instant
+from daemon.live import subscriber as live_subscriber
+from daemon.live.closecodes import GOING_AWAY, LAGGING
+from daemon.live.hub import LiveHub
+from web import live, raw_websocket
 from web.errors import json_errors
 from web.keys import CONFIG, LIVE_HUB
 
@@ -267,12 +268,12 @@ async def test_a_start_the_feed_cannot_encode_never_fails_the_ingest(
 
 @contextlib.contextmanager
 def sockets_behind() -> Iterator[None]:
-    saved = daemon_live.HIGH_WATER_BYTES
-    daemon_live.HIGH_WATER_BYTES = -1
+    saved = live_subscriber.HIGH_WATER_BYTES
+    live_subscriber.HIGH_WATER_BYTES = -1
     try:
         yield
     finally:
-        daemon_live.HIGH_WATER_BYTES = saved
+        live_subscriber.HIGH_WATER_BYTES = saved
 
 
 def test_publish_is_a_plain_function() -> None:
@@ -425,7 +426,7 @@ async def test_a_stuck_client_is_closed_with_4000_and_others_get_everything(
 async def test_a_stuck_client_that_never_takes_the_close_frame_is_dropped(
     stuck_setup: tuple[TestClient, Callable[[], Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live, "CLOSE_TIMEOUT", 0.2)
+    monkeypatch.setattr(raw_websocket, "CLOSE_TIMEOUT", 0.2)
     client, connect_stuck = stuck_setup
     hub = hub_of(client)
     stuck = await connect_stuck()
