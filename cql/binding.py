@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cassandra.query import BoundStatement, PreparedStatement
+from cassandra.query import PreparedStatement
+
+from cql.driver_internals import Bind, bound_statement_maker
 
 Encoder = Callable[[Any], bytes]
 
@@ -59,17 +61,11 @@ ENCODERS: dict[str, Encoder] = {
 class FastBinder:
     """Makes BoundStatements of one prepared statement from already encoded values."""
 
-    __slots__ = ("_template",)
+    __slots__ = ("bind",)
 
     def __init__(self, prepared: PreparedStatement, expected_types: Sequence[str]) -> None:
         actual = [column.type.cql_parameterized_type() for column in prepared.column_metadata]
         if [ENCODERS[name] for name in actual] != [ENCODERS[name] for name in expected_types]:
             raise TypeError(f"prepared statement binds {actual}, the caller encodes {list(expected_types)}")
-        # Everything a fresh BoundStatement carries except its values; copied per statement.
-        self._template = dict(BoundStatement(prepared).__dict__)
-
-    def bind(self, values: list[bytes]) -> BoundStatement:
-        statement: BoundStatement = BoundStatement.__new__(BoundStatement)
-        statement.__dict__.update(self._template)
-        statement.values = values
-        return statement
+        # Makes a BoundStatement from values encoded by this module's encoders.
+        self.bind: Bind = bound_statement_maker(prepared)

@@ -16,6 +16,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, R
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, SimpleStatement, Statement, tuple_factory
 
+from cql.driver_internals import next_paging_state, release
 from daemon.core.config import CassandraConfig
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Database:
         response = self.session.execute_async(statement, parameters, paging_state=paging_state)
         rows = await _await_response(response)
         # Writes and schema changes answer with no rows at all (None).
-        return Page(list(rows or ()), response._paging_state if response.has_more_pages else None)
+        return Page(list(rows or ()), next_paging_state(response))
 
     async def execute_many(self, statements: Sequence[Statement], concurrency: int) -> list[BaseException | None]:
         """Run statements with at most `concurrency` in flight; return each one's error or None.
@@ -161,22 +162,6 @@ async def _await_response(response: ResponseFuture) -> Any:
         return await future
     finally:
         release(response)
-
-
-def release(response: ResponseFuture) -> None:
-    """Break the reference cycle a finished request leaves behind, so it is freed at once.
-
-    The driver cancels a request's timeout timer when the answer arrives but keeps the timer, and
-    the timer holds a bound method of the request: request, statement and rows then live until
-    Python's cyclic collector finds them. Under a listing load that was ~2,900 objects per page
-    and gen-0 collections of ~27 ms (gen-1 100-180 ms) in the daemon, the main source of the
-    read tails. Dropping the cancelled timer leaves plain reference counting to free it all.
-    A timer still armed (the awaiting task was cancelled mid-request) is left alone: the driver
-    needs it to cancel it when the answer comes, or it would fire on a finished request.
-    """
-    timer = response._timer
-    if timer is not None and timer.canceled:
-        response._timer = None
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:

@@ -12,7 +12,8 @@ from cassandra.cluster import ResponseFuture
 from cassandra.connection import Timer
 from conftest import config_for
 
-from cql.driver import Database, _await_response, _call_soon, release
+from cql.driver import Database, _await_response, _call_soon
+from cql.driver_internals import release
 
 pytestmark = pytest.mark.cassandra
 
