@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiojobs.aiohttp
 from aiohttp import web
 
 from daemon.core.clock import Clock
@@ -22,7 +21,6 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     )
     app[CONFIG] = config
     app[CLOCK] = clock or Clock.from_setting(config.clock.now)
-    aiojobs.aiohttp.setup(app, limit=64, pending_limit=1024)
     app.cleanup_ctx.extend([cassandra_ctx, live_hub_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx])
     app.on_shutdown.append(close_live_connections)
     health.setup_routes(app)

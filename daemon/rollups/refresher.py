@@ -8,6 +8,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+import aiojobs
+
 from cql.rollups import RollupStore
 from daemon.core.clock import Clock
 from daemon.core.config import RollupConfig
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 REST_FACTOR = 3  # the refresher works at most a quarter of the time
 WRITTEN_CACHE = 20_000  # rows whose last written counts are remembered (to skip unchanged rewrites)
-BATCH = 1_000  # recounts gathered at once, so a huge rebuild keeps a bounded task count
+PENDING = 1_000  # recounts queued behind the running ones, so a huge rebuild keeps a bounded task count
 
 Counts = tuple[tuple[str, int], ...]
 
@@ -114,7 +116,11 @@ class RollupRefresher:
                 # A window [start, now + 1 ms) holds a whole period only once the period has ended.
                 due = sorted(p for p in dirty if everything or level.end_ms_of(p) <= now_ms + 1)
                 dirty.difference_update(due)
-                failures = await self._recount_all(level, due, write_us, now_ms)
+                try:
+                    failures = await self._recount_all(level, due, write_us, now_ms)
+                except asyncio.CancelledError:
+                    dirty.update(due)  # a cancelled round leaves them for the final refresh (recounting is idempotent)
+                    raise
                 dirty.update(failures)
                 failed += len(failures)
                 done.append(f"{len(due) - len(failures)} {level.name}s")
@@ -124,23 +130,27 @@ class RollupRefresher:
                 raise RuntimeError(f"{failed} rollup recounts failed; they stay dirty")
 
     async def _recount_all(self, level: Level, periods: list[int], write_us: int, now_ms: int) -> list[int]:
-        """Recount `periods` with at most `concurrency` in flight; return the ones that failed."""
-        limit = asyncio.Semaphore(self._config.concurrency)
+        """Recount `periods` with at most `concurrency` in flight; return the ones that failed.
 
-        async def bounded(period: int) -> None:
-            async with limit:
+        The scheduler starts `concurrency` recounts and holds at most PENDING more, so even a
+        year-long rebuild (half a million minutes) keeps a bounded number of tasks.
+        """
+        failed: list[int] = []
+
+        async def recount(period: int) -> None:
+            try:
                 await self._recount(level, period, write_us, now_ms)
+            except Exception as exc:  # counted and retried next round; never the scheduler's business
+                log.warning("rollups: recount of %s %d failed: %r", level.name, period, exc)
+                failed.append(period)
 
-        failed = []
-        for offset in range(0, len(periods), BATCH):
-            chunk = periods[offset : offset + BATCH]
-            results = await asyncio.gather(*(bounded(period) for period in chunk), return_exceptions=True)
-            for period, result in zip(chunk, results, strict=True):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                if isinstance(result, BaseException):
-                    log.warning("rollups: recount of %s %d failed: %r", level.name, period, result)
-                    failed.append(period)
+        scheduler = aiojobs.Scheduler(limit=self._config.concurrency, pending_limit=PENDING, wait_timeout=None)
+        try:
+            for period in periods:
+                await scheduler.spawn(recount(period))  # waits while PENDING recounts are queued
+            await scheduler.wait_and_close()
+        finally:
+            await scheduler.close()  # cancelled mid-round: stop the recounts still running
         return failed
 
     async def _recount(self, level: Level, period: int, write_us: int, now_ms: int) -> None:
