@@ -187,7 +187,8 @@ def memory_mb(meminfo: str) -> int:
 
 def cassandra_pid(config: Config) -> int | None:
     """The local node's JVM (started by `make node`), to meter its CPU; None when it is elsewhere."""
-    from daemon.tools.node.files import NodePaths, running_pid
+    from daemon.tools.node.files import NodePaths
+    from daemon.tools.node.process import running_pid
 
     node = config.node
     if not Path(node.dir).is_absolute():  # relative to the checkout, wherever the bench runs from

@@ -1,1 +1,1 @@
-"""player-session-service daemon: core (domain) ← ingest, live, rollups, compat (runtime) ← cli; tools beside the core."""
+"""player-session-service daemon: core ← runtime (ingest, live, rollups, compat) ← cli; tools beside."""

@@ -20,19 +20,17 @@ from daemon.core.config import replace as replace_config
 from daemon.core.errors import CommandError
 from daemon.tools.node.files import (
     MAIN_CLASS,
-    NodeError,
     NodePaths,
     java_command,
     parse_heap,
     parse_java_major,
-    port_in_use,
     render_cassandra_yaml,
     render_logback_xml,
     render_pom,
-    running_pid,
     tail_lines,
 )
 from daemon.tools.node.manager import node_status, start_node, stop_node
+from daemon.tools.node.process import NodeError, port_in_use, running_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,9 @@ import sys
 from daemon.cli.commands import Subparsers, add_command
 from daemon.core.config import Config
 from daemon.core.errors import CommandError
-from daemon.tools.node.files import NodeError, NodePaths, tail_lines
+from daemon.tools.node.files import NodePaths, tail_lines
 from daemon.tools.node.manager import NOT_RUNNING, node_status, start_node, stop_node
+from daemon.tools.node.process import NodeError
 
 
 def _run_start(args: argparse.Namespace, config: Config) -> int:

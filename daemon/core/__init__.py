@@ -1,1 +1,1 @@
-"""The domain: config, clock and instants, events and intake rules, time buckets, rollup levels; imports nothing of the project."""
+"""The domain: config, clock, instants, events, intake rules, time buckets, rollup levels; no project imports."""

@@ -130,5 +130,5 @@ class Actor:
         for listener in self._listeners:
             try:
                 listener(events)
-            except Exception:  # the events are stored and acknowledged: a listener bug must not undo that
+            except Exception:  # the events are stored: a listener bug must not turn that into a failure
                 log.exception("actor %d: listener %r failed on %d stored events", self.index, listener, len(events))

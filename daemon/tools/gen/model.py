@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from daemon.core.instants import UTC
+from daemon.core.instants import parse_instant
 
 # 249 ISO 3166-1 alpha-2 codes minus three uninhabited territories (AQ, BV, HM) = 246, the
 # number of distinct countries in the reference file. "NA" (Namibia) stays: parsers must not
@@ -56,14 +56,10 @@ _END_LINE = '{"player_id": "%s", "event": "end", "session_id": "%s", "ts": "%s"}
 _FLAWS = (("json", 3), ("missing", 4), ("uuid", 3), ("country", len(BAD_COUNTRIES)))
 
 
-def _instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 # The reference file's span, and the demo clock's "now" (config.toml) that the edge cases straddle.
-DEFAULT_START = _instant("2016-11-02T00:00:00")
-DEFAULT_END = _instant("2016-12-01T22:05:30")
-DEFAULT_NOW = _instant("2016-12-01T00:00:00")
+DEFAULT_START = parse_instant("2016-11-02T00:00:00")
+DEFAULT_END = parse_instant("2016-12-01T22:05:30")
+DEFAULT_NOW = parse_instant("2016-12-01T00:00:00")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,22 +14,24 @@ from daemon.core.config import NodeConfig
 from daemon.core.errors import CommandError
 from daemon.tools.node.files import (
     LOG_TAIL,
-    NodeError,
     NodePaths,
     Say,
+    java_command,
+    parse_heap,
+    render_cassandra_yaml,
+    render_logback_xml,
+    tail_lines,
+)
+from daemon.tools.node.process import (
+    NodeError,
     alive,
     cql_answers,
     ensure_jars,
     find_java,
-    java_command,
-    parse_heap,
     port_in_use,
     reap,
-    render_cassandra_yaml,
-    render_logback_xml,
     rss_bytes,
     running_pid,
-    tail_lines,
     terminate,
 )
 

@@ -1,0 +1,170 @@
+"""What the node needs and how it is watched: Java and Maven, the jars, its process, its ports."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from daemon.core.errors import CommandError
+from daemon.tools.node.files import (
+    LOG_TAIL,
+    SUPPORTED_JAVA,
+    NodePaths,
+    Say,
+    is_our_cmdline,
+    maven_command,
+    parse_java_major,
+    render_pom,
+)
+
+
+class NodeError(CommandError):
+    """A node command failed; `details` (the tail of a log) are shown above the one-line reason."""
+
+    def __init__(self, reason: str, details: Sequence[str] = (), source: str = "") -> None:
+        super().__init__(reason)
+        self.details = list(details)
+        self.source = source
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when some process holds host:port (bound or listening)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Like the JVM's server sockets: a just-stopped node's TIME_WAIT connections must not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise CommandError(f"node.listen_address {host} is not an address of this machine") from None
+            raise
+    return False
+
+
+def cql_answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def reap(pid: int) -> int | None:
+    """Exit code of `pid` if it is our child and has exited (reaping it), else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done == pid else None
+
+
+def alive(pid: int) -> bool:
+    if reap(pid) is not None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # A zombie still answers kill(pid, 0); its state letter follows the ")" ending the command name.
+    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def running_pid(paths: NodePaths) -> int | None:
+    """Our JVM: the pid file's process if it is ours, else any CassandraDaemon using our data dir.
+
+    Matching the command line (not just the pid) guards against pid reuse and a lost pid file.
+    """
+
+    def candidates() -> Iterator[int]:
+        with contextlib.suppress(OSError, ValueError):
+            yield int(paths.pid_file.read_text().strip())
+        yield from (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+
+    return next((pid for pid in candidates() if is_our_cmdline(cmdline(pid), paths) and alive(pid)), None)
+
+
+def rss_bytes(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def find_java(version: str) -> str:
+    """Path of a Java 11/17 runtime (JAVA_HOME first, then PATH); one-line CommandError otherwise."""
+    java_home = os.environ.get("JAVA_HOME", "")
+    home_java = Path(java_home, "bin", "java")
+    java = str(home_java) if java_home and home_java.is_file() else shutil.which("java")
+    if java is None:
+        raise CommandError("java not found: install OpenJDK 17")
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"java at {java} does not run ({exc}): install OpenJDK 17") from None
+    major = parse_java_major(result.stderr + result.stdout)
+    if major not in SUPPORTED_JAVA:
+        raise CommandError(
+            f"java at {java} is version {major or 'unknown'}; Cassandra {version} needs Java 11 or 17: "
+            "install OpenJDK 17 (or point JAVA_HOME at it)"
+        )
+    return java
+
+
+def ensure_jars(paths: NodePaths, say: Say) -> None:
+    """Fetch cassandra-all and its runtime dependencies once; ~/.m2 makes later fetches offline-fast."""
+    if paths.lib_marker.exists():
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise CommandError(f"mvn not found: install Maven (needed once to fetch the Cassandra {paths.version} jars)")
+    paths.maven.mkdir(parents=True, exist_ok=True)
+    pom = paths.maven / "pom.xml"
+    pom.write_text(render_pom(paths.version), encoding="utf-8")
+    # Fetch next to the final dir and rename: an interrupted fetch never looks complete.
+    partial = paths.root / f"lib-{paths.version}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    say(f"fetching Cassandra {paths.version} jars with Maven (first start only)...")
+    started = time.monotonic()
+    result = subprocess.run(maven_command(mvn, pom, partial), capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not any(partial.glob("cassandra-all-*.jar")):
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise NodeError(
+            f"Maven could not fetch cassandra-all {paths.version} (exit code {result.returncode})",
+            output[-LOG_TAIL:],
+            "mvn output",
+        )
+    (partial / ".complete").write_text(f"cassandra-all {paths.version}\n", encoding="utf-8")
+    shutil.rmtree(paths.lib, ignore_errors=True)
+    partial.rename(paths.lib)
+    jars = list(paths.lib.glob("*.jar"))
+    size = sum(jar.stat().st_size for jar in jars) / 1e6
+    say(f"fetched {len(jars)} jars ({size:.0f} MB) in {time.monotonic() - started:.1f}s")
+
+
+def terminate(pid: int, timeout: float) -> bool:
+    """SIGTERM, wait up to `timeout`, then SIGKILL; True when SIGKILL was needed."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not alive(pid):
+            return sig == signal.SIGKILL
+    raise CommandError(f"Cassandra (pid {pid}) survived SIGKILL")
