@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, post_events, session_pair
 
+from daemon.ingest.errors import StorageUnavailable
 from web.app import create_app
+from web.keys import PIPELINE
 
 pytestmark = pytest.mark.cassandra
 
@@ -102,3 +106,65 @@ async def test_add_without_a_configured_file_is_404_with_a_reason(shared_keyspac
     response = await client.get("/add/5")
     assert response.status == 404
     assert (await response.json())["error"] == "compat.raw_file is not configured"
+
+
+def raw_file_of(tmp_path: Path, sessions: int, player: str = "0a2d12a1a7e145de8bae44c0c6e06629") -> tuple[Path, list[str]]:
+    """A bz2 reference-shaped file of `sessions` complete sessions; returns it and its session ids."""
+    lines, ids = [], []
+    for index in range(sessions):
+        session = str(uuid.uuid4())
+        ids.append(session)
+        minute = f"2016-11-30T{index // 60 % 24:02d}:{index % 60:02d}"
+        lines.append(reference_line(player, "start", session, f"{minute}:00", "NA"))
+        lines.append(reference_line(player, "end", session, f"{minute}:30", None))
+    raw = tmp_path / "assignment_data.jsonl.bz2"
+    raw.write_bytes(bz2.compress(b"\n".join(lines) + b"\n"))
+    return raw, ids
+
+
+async def test_an_add_that_could_not_store_its_lines_skips_none(
+    isolated_keyspace: str, aiohttp_client: AiohttpClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, _ = raw_file_of(tmp_path, 5)
+    client = await aiohttp_client(create_app(config_for(isolated_keyspace, compat={"raw_file": str(raw)})))
+    pipeline = client.app[PIPELINE]
+    real_submit = pipeline.submit
+
+    async def unavailable(events: Any) -> None:
+        raise StorageUnavailable("injected: Cassandra did not acknowledge")
+
+    monkeypatch.setattr(pipeline, "submit", unavailable)
+    refused = await client.get("/add/4")
+    assert refused.status == 503 and "Retry-After" in refused.headers
+    monkeypatch.setattr(pipeline, "submit", real_submit)
+    assert await (await client.get("/add/4")).text() == "4 events have been added"  # the same four lines
+    assert await (await client.get("/add/100")).text() == "6 events have been added"
+    fetched = await (await client.get("/fetch/NA/48")).text()
+    assert len(fetched.split(" ; ")) == 5  # every start stored
+
+
+async def test_two_replicas_adding_at_once_store_every_line_and_hand_out_each_once(
+    isolated_keyspace: str, aiohttp_client: AiohttpClient, tmp_path: Path, cassandra_admin: Any
+) -> None:
+    raw, ids = raw_file_of(tmp_path, 150)
+    config = config_for(isolated_keyspace, compat={"raw_file": str(raw)})
+    replicas = [await aiohttp_client(create_app(config)) for _ in range(2)]
+
+    async def add_until_the_end(replica: TestClient) -> int:
+        handed_out = 0
+        while True:
+            text = await (await replica.get("/add/7")).text()
+            added = int(text.split()[0])
+            if added == 0:
+                return handed_out
+            handed_out += added
+
+    totals = await asyncio.gather(*(add_until_the_end(replica) for replica in replicas))
+    assert sum(totals) == 300  # each of the 300 lines handed out exactly once across the two replicas
+    assert all(total > 0 for total in totals)  # both took part
+    rows = cassandra_admin.execute(
+        f"SELECT session_id, start_ts, end_ts FROM {isolated_keyspace}.sessions_by_player WHERE player_id = %s",
+        ("0a2d12a1a7e145de8bae44c0c6e06629",),
+    )
+    complete = {str(row.session_id) for row in rows if row.start_ts and row.end_ts}
+    assert complete == set(ids)  # every line stored, none skipped

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cql.compat import LineClaims
+from cql.compat import LineCursor
 from cql.reads import StartPosition
 from daemon.compat.rawfile import CompatFeed, RawFile
 from daemon.core.events import is_country_code
@@ -36,14 +36,19 @@ async def add_events(request: web.Request) -> web.Response:
     feed = request.app.get(COMPAT_FEED)
     if feed is None:
         raise web.HTTPNotFound(text="compat.raw_file is not configured")
-    async with feed.lock:  # one claim at a time per process keeps the reader sequential
-        first = await feed.claims.claim(count)
-        lines = await asyncio.to_thread(feed.raw_file.read, first, count)
-    if lines:
-        rules = Rules.of(request.app[CONFIG].ingest, request.app[CLOCK].now_ms(), max_events=MAX_ADD)
-        stored = await store_intake(request.app, read_body(b"\n".join(lines), NDJSON, rules))
-        if stored.status == 503:
-            return stored
+    async with feed.lock:  # one request at a time per process keeps the reader sequential
+        while True:
+            first = await feed.cursor.position()
+            lines = await asyncio.to_thread(feed.raw_file.read, first, count)
+            if lines:
+                rules = Rules.of(request.app[CONFIG].ingest, request.app[CLOCK].now_ms(), max_events=MAX_ADD)
+                intake = await asyncio.to_thread(read_body, b"\n".join(lines), NDJSON, rules)
+                stored = await store_intake(request.app, intake)
+                if stored.status == 503:
+                    return stored  # the position did not move: the next request serves these lines again
+            # Stored first, claimed after: a lost race only means these lines were stored twice.
+            if await feed.cursor.advance(first, len(lines)):
+                break
     return web.Response(text=f"{len(lines)} events have been added", content_type="text/html")
 
 
@@ -88,7 +93,7 @@ async def compat_feed_ctx(app: web.Application) -> AsyncIterator[None]:
     setting = app[CONFIG].compat.raw_file
     raw_file = RawFile(Path(setting)) if setting else None
     if raw_file is not None:
-        app[COMPAT_FEED] = CompatFeed(raw_file, LineClaims(app[DATABASE], setting))
+        app[COMPAT_FEED] = CompatFeed(raw_file, LineCursor(app[DATABASE], setting))
     yield
     if raw_file is not None:
         raw_file.close()

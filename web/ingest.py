@@ -20,13 +20,16 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_OVERLOADED = "5"
 RETRY_AFTER_UNAVAILABLE = "1"
 PARSE_IN_THREAD_BYTES = 1 << 20
+CONTENT_CODINGS = ("identity", "gzip", "deflate", "br", "zstd")
 
 
-async def post_events(request: web.Request) -> web.Response:
+async def post_events(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG].ingest
     if request.content_type not in CONTENT_TYPES:
         return json_error(415, f"content type must be one of {', '.join(CONTENT_TYPES)}")
-    body = await _read_body(request, config.max_body_bytes)
+    body = await read_request_body(request, config.max_body_bytes)
+    if isinstance(body, web.StreamResponse):
+        return body
     rules = Rules.of(config, request.app[CLOCK].now_ms())
     try:
         if len(body) > PARSE_IN_THREAD_BYTES:
@@ -59,8 +62,21 @@ def _unavailable(reason: str, retry_after: str) -> web.Response:
     return json_error(503, reason, headers={"Retry-After": retry_after})
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The (decompressed) body; aiohttp inflates gzip itself and stops at `client_max_size`."""
+async def read_request_body(request: web.Request, limit: int) -> bytes | web.StreamResponse:
+    """The decompressed body, or the answer to give when there is none to use.
+
+    aiohttp inflates the codings it knows (with the brotli and backports.zstd packages installed,
+    all of CONTENT_CODINGS) and stops at `client_max_size`; any other coding reaches us raw and is
+    refused here. A body that cannot be decoded leaves the rest of it unread on the connection,
+    so that answer closes the connection: the client's next request gets a fresh one instead of
+    a reset. A client that goes away mid-body is not a server error: one quiet line.
+    """
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in CONTENT_CODINGS:
+        supported = ", ".join(CONTENT_CODINGS)
+        answer = json_error(415, f"Content-Encoding {coding!r} is not supported; use one of {supported}")
+        answer.force_close()
+        return answer
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -69,8 +85,12 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
             text=f"body: larger than {limit} bytes after decompression",
         ) from None
     except web.RequestPayloadError:
-        encoding = request.headers.get("Content-Encoding", "identity")
-        raise web.HTTPBadRequest(text=f"body: cannot be decoded as {encoding}") from None
+        answer = json_error(400, f"body: cannot be decoded as {coding}")
+        answer.force_close()
+        return answer
+    except ConnectionResetError:
+        log.info("ingest: client %s left before its body was complete", request.remote)
+        return web.Response(status=499)  # never sent: the connection is gone (nginx's "client closed request")
 
 
 def setup_routes(app: web.Application) -> None:

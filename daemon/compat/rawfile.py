@@ -1,4 +1,4 @@
-"""The compatibility route's server-side JSON Lines file: numbered line ranges and their shared claim."""
+"""The compatibility route's server-side JSON Lines file: numbered line ranges and their shared position."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from cql.compat import LineClaims
+from cql.compat import LineCursor
 from daemon.core.jsonl import open_jsonl
 
 
@@ -43,11 +43,11 @@ class RawFile:
 
 
 class CompatFeed:
-    """GET /add/<n>'s configured file and the shared claim on its lines."""
+    """GET /add/<n>'s configured file and the position in it that every replica shares."""
 
-    __slots__ = ("raw_file", "claims", "lock")
+    __slots__ = ("raw_file", "cursor", "lock")
 
-    def __init__(self, raw_file: RawFile, claims: LineClaims) -> None:
+    def __init__(self, raw_file: RawFile, cursor: LineCursor) -> None:
         self.raw_file = raw_file
-        self.claims = claims
-        self.lock = asyncio.Lock()  # one claim at a time per process keeps the reader sequential
+        self.cursor = cursor
+        self.lock = asyncio.Lock()  # one request at a time per process keeps the reader sequential
