@@ -27,6 +27,10 @@ def encode_int(value: int) -> bytes:
     return _INT(value)
 
 
+def encode_bigint(value: int) -> bytes:
+    return _BIGINT(value)
+
+
 def encode_timestamp(value: int) -> bytes:
     """Epoch milliseconds, as Cassandra stores timestamps."""
     return _BIGINT(value)
@@ -50,6 +54,7 @@ _SIZED_INT = struct.Struct(">ii").pack
 
 ENCODERS: dict[str, Encoder] = {
     "int": encode_int,
+    "bigint": encode_bigint,
     "timestamp": encode_timestamp,
     "varchar": encode_text,
     "text": encode_text,

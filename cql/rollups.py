@@ -15,6 +15,8 @@ from cql.driver import Database, first_error
 from daemon.core.levels import DAY, HOUR, MINUTE, MONTH, Level
 from daemon.core.timebuckets import decompose
 
+COUNT_TIMESTAMP_BASE = 1 << 60
+
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
 _SELECT_LEVEL = "SELECT period, counts FROM {ks}.rollup_counts WHERE level = ? AND bucket = ?"
@@ -70,17 +72,17 @@ class RollupStore:
         """The sum of every row of one rollup partition: the recount of the next coarser period."""
         return await self._sum_rows(self._level, (level.name, bucket))
 
-    async def write(self, level: Level, period: int, counts: Mapping[str, int], write_us: int, ttl: int) -> None:
-        """Replace a period's whole counts; the write time orders competing recounts (newest wins)."""
+    async def write(self, level: Level, period: int, counts: Mapping[str, int], ttl: int) -> None:
+        """Replace a period's whole counts; of competing recounts, the most complete wins (`count_timestamp`)."""
         bucket = level.bucket_of(period)
-        await self._db.execute(self._write, (write_us, ttl, encode_counts(counts), level.name, bucket, period))
+        written_at = count_timestamp(sum(counts.values()))
+        await self._db.execute(self._write, (written_at, ttl, encode_counts(counts), level.name, bucket, period))
 
-    async def write_hour_starts(
-        self, hour: int, counts: Mapping[str, int], write_us: int, ttl: int, concurrency: int
-    ) -> None:
+    async def write_hour_starts(self, hour: int, counts: Mapping[str, int], ttl: int, concurrency: int) -> None:
         """Copy an hour's counts into each country's hour index row, for the listing to plan with."""
         statements = [
-            self._write_hour_starts.bind((write_us, ttl, count, country, hour)) for country, count in counts.items()
+            self._write_hour_starts.bind((count_timestamp(count), ttl, count, country, hour))
+            for country, count in counts.items()
         ]
         error = first_error(await self._db.execute_many(statements, concurrency))
         if error is not None:
@@ -119,6 +121,19 @@ class RollupStore:
             if counts:
                 total.update(orjson.loads(counts))
         return total
+
+
+def count_timestamp(total: int) -> int:
+    """The write timestamp of a recount whose counts add up to `total`.
+
+    Replicas recount the same period concurrently and their clocks differ, so a wall-clock
+    timestamp could let an older, smaller recount win over a newer one. A period's stored starts
+    only grow (until the whole period expires), so a later recount never counts fewer: ordering
+    recounts by their total makes the most complete one win whatever the clocks. Equal totals
+    mean equal counts. The base lifts these far above the wall-clock µs timestamps that rows
+    written before this scheme carry (~2^51), so the first recount replaces them.
+    """
+    return COUNT_TIMESTAMP_BASE + total
 
 
 def encode_counts(counts: Mapping[str, int]) -> bytes:

@@ -9,13 +9,14 @@ from importlib import resources
 from cql.driver import Database
 from daemon.core.config import CassandraConfig
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REQUIRED_TABLES = (
     "sessions_by_player",
     "country_starts",
     "start_hours_by_country",
     "starts_by_minute",
     "rollup_counts",
+    "rollup_pending",
     "compat_cursor",
     "schema_version",
 )

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 
-from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
+from cassandra.query import BoundStatement, Statement
 
+from cql.batches import batched
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
+from cql.pending import PendingMarks
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
-
-# Cassandra warns above 5 KiB per batch and fails above 50 KiB (batch_size_*_threshold). A
-# session row mutation is ~100 bytes, so 40 statements stay under the warning.
-MAX_BATCH_STATEMENTS = 40
+from daemon.core.levels import MINUTE
 
 _UPSERT_START = """
 UPDATE {ks}.sessions_by_player USING TTL ? SET start_ts = ?, country = ?
@@ -45,10 +45,11 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 class EventWriter:
     """Prepared statements for storing events, and the grouping of a flush into per-partition writes."""
 
-    __slots__ = ("_binders", "_known_hours")
+    __slots__ = ("_binders", "_pending", "_known_hours")
 
-    def __init__(self, binders: dict[str, FastBinder]) -> None:
+    def __init__(self, binders: dict[str, FastBinder], pending: PendingMarks) -> None:
         self._binders = binders
+        self._pending = pending
         # (country, hour) index rows this process already wrote durably; rewriting one is
         # harmless (idempotent), so the cache only saves writes and may forget freely.
         self._known_hours: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -60,7 +61,7 @@ class EventWriter:
             prepared = await db.prepare(query.format(ks=db.keyspace))
             prepared.is_idempotent = True  # every write is an upsert, so the driver may retry it
             binders[name] = FastBinder(prepared, types)
-        return cls(binders)
+        return cls(binders, await PendingMarks.prepare(db))
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
         """The writes for `events`: each partition's rows as one statement or unlogged batches of it.
@@ -69,7 +70,7 @@ class EventWriter:
         seen by the service clock at `now_ms`.
         """
         groups = self.partition_groups(events, expiry_ms, now_ms)
-        return [statement for group in groups for statement in _batched(group)]
+        return [statement for group in groups for statement in batched(group)]
 
     def partition_groups(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[list[BoundStatement]]:
         """The rows to write for `events`, one list per Cassandra partition."""
@@ -108,6 +109,19 @@ class EventWriter:
             )
         return list(groups.values())
 
+    def pending_marks_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
+        """Durable marks of the minutes `events` started in, for the rollup refresher of any replica.
+
+        Written only once the events' rows are acknowledged and before the request is, so a mark
+        never points at rows a recount could miss, and no acknowledged start goes unmarked.
+        """
+        minutes: dict[int, int] = {}
+        for event in events:
+            if event.country is not None:
+                minute = event.ts_ms // MS_PER_MINUTE
+                minutes[minute] = max(1, ((minute + 1) * MS_PER_MINUTE + expiry_ms - now_ms) // 1000)
+        return self._pending.mark_statements(MINUTE.name, minutes, time.time_ns() // 1_000)
+
     def remember_hours(self, events: Iterable[Event], limit: int = 100_000) -> None:
         """Record index rows written durably, so later flushes skip them."""
         for event in events:
@@ -115,17 +129,3 @@ class EventWriter:
                 self._known_hours[(event.country, event.ts_ms // MS_PER_HOUR)] = None
         while len(self._known_hours) > limit:
             self._known_hours.popitem(last=False)
-
-
-def _batched(group: Sequence[BoundStatement]) -> list[Statement]:
-    """One statement as is; several (same partition) as unlogged batches of bounded size."""
-    if len(group) == 1:
-        return [group[0]]
-    batches: list[Statement] = []
-    for offset in range(0, len(group), MAX_BATCH_STATEMENTS):
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-        for statement in group[offset : offset + MAX_BATCH_STATEMENTS]:
-            batch.add(statement)
-        batch.is_idempotent = True
-        batches.append(batch)
-    return batches

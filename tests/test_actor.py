@@ -1,4 +1,4 @@
-"""Unit tests of the actors with fake storage: the retry deadline, retried statements, listeners, the in-flight bound."""
+"""The actors with fake storage: retry deadline, retried statements, rollup marks, listeners, in-flight bound."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ class OneStatementPerEvent:
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Any]:
         return [event.player_id for event in events]
+
+    def pending_marks_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Any]:
+        return [f"mark {event.ts_ms // 60_000}" for event in events]
 
     def remember_hours(self, events: Iterable[Event]) -> None:
         self.remembered.extend(events)
@@ -70,6 +73,7 @@ async def test_a_failing_write_is_retried_with_backoff_until_the_deadline_then_5
         await ingest.submit(events(2))
     # Attempts at 0, 0.05 and 0.15 s; the next (after 0.2 s more) would pass the 0.3 s deadline.
     assert len(db.calls) == 3
+    assert all(not statements[0].startswith("mark") for statements, _, _ in db.calls)  # no mark without its rows
     gaps = [later[2] - earlier[2] for earlier, later in zip(db.calls, db.calls[1:], strict=False)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1
     assert ingest.queued_events() == 0  # the failed request's room was given back
@@ -82,7 +86,8 @@ async def test_only_the_failed_statements_are_sent_again() -> None:
     ingest = pipeline(db, writer)
     ingest.start()
     await ingest.submit(events(3))
-    assert [statements for statements, _, _ in db.calls] == [["p0", "p1", "p2"], ["p1"], ["p1"]]
+    # The rows (retried until stored), then their rollup marks, which only go once the rows are durable.
+    assert [statements for statements, _, _ in db.calls] == [["p0", "p1", "p2"], ["p1"], ["p1"], ["mark 0"] * 3]
     assert len(writer.remembered) == 3  # hour-index rows are remembered only once durable
     await ingest.close(1.0)
 

@@ -11,8 +11,9 @@ import pytest
 from cassandra.query import BatchStatement, BoundStatement
 from conftest import config_for
 
+from cql.batches import MAX_BATCH_STATEMENTS
 from cql.driver import Database
-from cql.writes import MAX_BATCH_STATEMENTS, EventWriter
+from cql.writes import EventWriter
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from cassandra.cluster import NoHostAvailable
 
 from cql.driver import Database
+from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
 from cql.schema import check_schema
@@ -58,9 +59,8 @@ async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def rollups_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    refresher = RollupRefresher(
-        app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_ms
-    )
+    marks = await PendingMarks.prepare(app[DATABASE])
+    refresher = RollupRefresher(app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_ms, marks)
     app[REFRESHER] = refresher
     refresher.start()
     yield

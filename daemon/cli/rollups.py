@@ -39,14 +39,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 async def _rebuild(config: Config, clock: Clock, first_minute: int, end_minute: int) -> int:
     from cql.driver import Database
+    from cql.pending import PendingMarks
     from cql.rollups import RollupStore
     from daemon.rollups.refresher import RollupRefresher
 
     db = await Database.connect(config.cassandra)
     try:
-        refresher = RollupRefresher(
-            await RollupStore.prepare(db), config.rollups, clock, config.ingest.retention_ms
-        )
+        store, marks = await RollupStore.prepare(db), await PendingMarks.prepare(db)
+        refresher = RollupRefresher(store, config.rollups, clock, config.ingest.retention_ms, marks)
         refresher.mark_range(first_minute, end_minute)
         await refresher.refresh(everything=True)
     finally:

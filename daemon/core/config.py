@@ -193,6 +193,19 @@ class RollupConfig(_Section):
     interval: Annotated[Float, Positive] = 1.0
     concurrency: Annotated[Int, AtLeastOne] = 8
 
+    poll: Annotated[Float, Positive] = 5.0
+    adopt_after: Annotated[Float, NotNegative] = 60.0
+
+
+def _bus_url_or_empty(url: str) -> str:
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("must be empty (this process only) or a redis://host:port/db URL")
+        parts.port  # noqa: B018 -- its ValueError is the reason: "Port out of range 0-65535"
+        if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            raise ValueError("the path must be a database number, as in redis://h:p/0")
+    return url
 
 class LiveConfig(_Section):
     queue_size: Annotated[Int, AtLeastOne] = 10_000

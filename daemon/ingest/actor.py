@@ -36,6 +36,8 @@ class StatementMaker(Protocol):
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]: ...
 
+    def pending_marks_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]: ...
+
     def remember_hours(self, events: Iterable[Event]) -> None: ...
 
 
@@ -105,26 +107,34 @@ class Actor:
         settle(parcels, None, self._admission)
 
     async def _write(self, events: Sequence[Event]) -> None:
-        """Write one flush, retrying failed statements with backoff until `write_retry_seconds`."""
-        statements = self._writer.statements_for(events, self._config.retention_ms, self._clock.now_ms())
+        """Write one flush, then its durable rollup marks, retrying until `write_retry_seconds`.
+
+        The marks go only after every row is acknowledged, so a recount that sees a mark also sees
+        its rows; the request is acknowledged only after both.
+        """
+        expiry_ms, now_ms = self._config.retention_ms, self._clock.now_ms()
+        deadline = asyncio.get_running_loop().time() + self._config.write_retry_seconds
+        await self._execute(self._writer.statements_for(events, expiry_ms, now_ms), deadline)
+        await self._execute(self._writer.pending_marks_for(events, expiry_ms, now_ms), deadline)
+        self._writer.remember_hours(events)
+
+    async def _execute(self, statements: list[Statement], deadline: float) -> None:
+        """Run statements, sending the failed ones again with backoff until `deadline` (loop time)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._config.write_retry_seconds
         delay = FIRST_RETRY_DELAY
-        while True:
+        while statements:
             errors = await self._db.execute_many(statements, self._concurrency)
             failed = [statement for statement, error in zip(statements, errors, strict=True) if error is not None]
             if not failed:
-                break
+                return
             first = next(error for error in errors if error is not None)
             if loop.time() + delay > deadline:
                 raise StorageUnavailable(f"{len(failed)} writes failed: {type(first).__name__}: {first}")
-            log.info(
-                "actor %d: retrying %d of %d writes in %.2fs: %s", self.index, len(failed), len(statements), delay, first
-            )
+            log.info("actor %d: retrying %d of %d writes in %.2fs: %s", self.index, len(failed), len(statements),
+                     delay, first)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RETRY_DELAY)
             statements = failed
-        self._writer.remember_hours(events)
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -10,12 +11,14 @@ from collections.abc import Mapping, Sequence
 
 import aiojobs
 
+from cql.pending import PendingMarks
 from cql.rollups import RollupStore
 from daemon.core.clock import Clock
 from daemon.core.config import RollupConfig
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_MINUTE
 from daemon.core.levels import HOUR, LEVELS, MINUTE, Level, finer
+from daemon.rollups.ledger import PendingLedger, now_us
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ WRITTEN_CACHE = 20_000  # rows whose last written counts are remembered (to skip
 PENDING = 1_000  # recounts queued behind the running ones, so a huge rebuild keeps a bounded task count
 
 Counts = tuple[tuple[str, int], ...]
+
+
+class RecountsFailed(RuntimeError):
+    """Some recounts of a round failed (their periods stay dirty); an expected state while Cassandra is down."""
 
 
 class RollupRefresher:
@@ -36,17 +43,28 @@ class RollupRefresher:
     edge is counted from the raw rows. A recount whose result equals what this process last
     wrote is not written again, and does not make its hour, day and month stale.
 
-    The dirty sets live in memory: starts acknowledged just before a crash may leave a rollup
-    stale until `python -m daemon rollups rebuild` recounts the range. A clean shutdown recounts
-    everything still dirty, ended or not.
+    The dirty sets live in memory and are backed by durable marks (`rollup_pending`, see
+    PendingLedger): ingest marks a start's minute before acknowledging it, so the periods a
+    replica had not recounted when it crashed are adopted by another (or by itself once
+    restarted) after `rollups.adopt_after`. A clean shutdown recounts everything still dirty,
+    ended or not.
     """
 
-    def __init__(self, store: RollupStore, config: RollupConfig, clock: Clock, retention_ms: int) -> None:
+    def __init__(
+        self,
+        store: RollupStore,
+        config: RollupConfig,
+        clock: Clock,
+        retention_ms: int,
+        marks: PendingMarks | None = None,
+    ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
         self._retention_ms = retention_ms
         self._dirty: dict[str, set[int]] = {level.name: set() for level in LEVELS}
+        self._ledger = PendingLedger(marks, config.adopt_after, config.concurrency)
+        self._stale_parents: dict[int, int] = {}  # parents made stale by the level being recounted: {period: ttl}
         self._written: OrderedDict[tuple[str, int], Counts] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,10 +93,14 @@ class RollupRefresher:
     async def _run(self) -> None:
         busy = 0.0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._until_next_due())
-            except TimeoutError:
-                pass  # a dirty period has just ended: time to count it
+            due = self._until_next_due()
+            wait = self._config.poll if due is None else min(due, self._config.poll)
+            # A period just ended, or it is time to look for orphaned marks. asyncio.timeout, not
+            # wait_for: cancelling this task inside wait_for(event, timeout) left close() waiting
+            # for it forever on Python 3.11 (seen in test_shutdown_drains_accepted_events).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             # Debounce, and rest three times as long as the last round worked: during a bulk load
             # of shuffled history every minute is dirty again at once, and recounting back to back
             # would take as much of Cassandra as the load itself. Live traffic makes one minute
@@ -89,6 +111,8 @@ class RollupRefresher:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
+            except RecountsFailed as exc:  # Cassandra unavailable: each recount already logged why
+                log.warning("rollups: %s; retrying next round", exc)
             except Exception:
                 log.exception("rollup refresh failed; will retry")
             busy = time.monotonic() - started
@@ -106,7 +130,8 @@ class RollupRefresher:
         """Recount every dirty period that has ended (or all of them), finest level first."""
         async with self._lock:
             self._wake.clear()
-            write_us = time.time_ns() // 1_000  # later recounts win over earlier ones, in any replica
+            round_us = now_us()  # before any read of this round: marks written later survive its clears
+            await self._ledger.adopt(self._dirty, round_us)
             now_ms = self._clock.now_ms()
             started = time.monotonic()
             done = []
@@ -116,33 +141,37 @@ class RollupRefresher:
                 # A window [start, now + 1 ms) holds a whole period only once the period has ended.
                 due = sorted(p for p in dirty if everything or level.end_ms_of(p) <= now_ms + 1)
                 dirty.difference_update(due)
+                self._stale_parents = {}
                 try:
-                    failures = await self._recount_all(level, due, write_us, now_ms)
+                    failures = await self._recount_all(level, due, now_ms)
                 except asyncio.CancelledError:
                     dirty.update(due)  # a cancelled round leaves them for the final refresh (recounting is idempotent)
                     raise
                 dirty.update(failures)
+                await self._ledger.settle(level, set(due).difference(failures), self._stale_parents, round_us)
                 failed += len(failures)
                 done.append(f"{len(due) - len(failures)} {level.name}s")
             log.debug("rollups: recounted %s in %.2fs", ", ".join(done), time.monotonic() - started)
             if failed:
                 self._wake.set()  # try again next round; recounting twice is harmless
-                raise RuntimeError(f"{failed} rollup recounts failed; they stay dirty")
+                raise RecountsFailed(f"{failed} rollup recounts failed; they stay dirty")
 
-    async def _recount_all(self, level: Level, periods: list[int], write_us: int, now_ms: int) -> list[int]:
+    async def _recount_all(self, level: Level, periods: list[int], now_ms: int) -> list[int]:
         """Recount `periods` with at most `concurrency` in flight; return the ones that failed.
 
         The scheduler starts `concurrency` recounts and holds at most PENDING more, so even a
         year-long rebuild (half a million minutes) keeps a bounded number of tasks.
         """
         failed: list[int] = []
+        first_error: list[BaseException] = []
 
         async def recount(period: int) -> None:
             try:
-                await self._recount(level, period, write_us, now_ms)
+                await self._recount(level, period, now_ms)
             except Exception as exc:  # counted and retried next round; never the scheduler's business
-                log.warning("rollups: recount of %s %d failed: %r", level.name, period, exc)
                 failed.append(period)
+                if not first_error:
+                    first_error.append(exc)
 
         scheduler = aiojobs.Scheduler(limit=self._config.concurrency, pending_limit=PENDING, wait_timeout=None)
         try:
@@ -151,9 +180,11 @@ class RollupRefresher:
             await scheduler.wait_and_close()
         finally:
             await scheduler.close()  # cancelled mid-round: stop the recounts still running
+        if failed:  # one line per level and round, not one per period: a down cluster fails them all
+            log.warning("rollups: %d %s recounts failed, the first with %r", len(failed), level.name, first_error[0])
         return failed
 
-    async def _recount(self, level: Level, period: int, write_us: int, now_ms: int) -> None:
+    async def _recount(self, level: Level, period: int, now_ms: int) -> None:
         ttl = (level.end_ms_of(period) + self._retention_ms - now_ms) // 1000  # by the service clock
         if ttl <= 0:
             return  # expired: no window can hold it
@@ -165,18 +196,20 @@ class RollupRefresher:
         previous = self._written.get(key)
         if previous == value:
             return  # unchanged since this process wrote it: nothing above it is stale either
-        await self._store.write(level, period, counts, write_us, ttl)
+        await self._store.write(level, period, counts, ttl)
         if level is HOUR:
             # Countries whose count this process has not written yet (every one after a restart),
             # one write at a time: the recounts around this one already keep `concurrency` in flight.
             changed = dict(set(value) - set(previous or ()))
-            await self._store.write_hour_starts(period, changed, write_us, ttl, concurrency=1)
+            await self._store.write_hour_starts(period, changed, ttl, concurrency=1)
         self._written[key] = value
         self._written.move_to_end(key)
         while len(self._written) > WRITTEN_CACHE:
             self._written.popitem(last=False)
         if level.parent is not None:
-            self._dirty[level.parent.name].add(level.bucket_of(period))  # the parent period holding this one
+            parent = level.bucket_of(period)  # the parent period holding this one
+            self._dirty[level.parent.name].add(parent)
+            self._stale_parents[parent] = (level.parent.end_ms_of(parent) + self._retention_ms - now_ms) // 1000
 
     async def close(self, timeout: float) -> None:
         """Stop the loop, then recount what is still dirty, ended or not (bounded by `timeout`)."""
