@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
+import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -145,3 +149,113 @@ async def post_events(client: TestClient, events: list[Any], fmt: str = "json", 
         content_type = "application/x-ndjson"
     # A BytesIO body: aiohttp warns (an error here) about large raw bytes bodies.
     return await client.post("/v1/events", data=io.BytesIO(body), headers={"Content-Type": content_type, **headers})
+
+
+# --- the local multi-node cluster (tests marked `cluster`) ---------------------------------
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """The running cluster: `config` points the app at it and at `keyspace` (replication factor 3)."""
+
+    config: Config
+    admin: Any  # a blocking driver session on the cluster, for set-up and checks
+    keyspace: str
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self.config.cassandra.contact_points
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster() -> Iterator[LocalCluster]:
+    """A 3-node cluster ([cluster] in config.toml) started once per session by the project's own code, or the one
+    already running; stopped at the end only if this session started it (else left with every node up)."""
+    from daemon.tools.node.cluster import start_cluster, stop_cluster
+    from daemon.tools.node.process import NodeError
+
+    base = _base_config()
+    cluster = replace_config(base.cluster, nodes=3)
+    try:
+        info = start_cluster(cluster, base.node, say=print)
+    except NodeError as exc:
+        pytest.fail(f"{exc}\n--- {exc.source} ---\n" + "\n".join(line[:300] for line in exc.details), pytrace=False)
+    keyspace = f"pss_cluster_{secrets.token_hex(4)}"
+    cassandra = replace_config(
+        base.cassandra,
+        contact_points=info.layout.contact_points,
+        port=cluster.native_port,
+        keyspace=keyspace,
+        replication_class="SimpleStrategy",
+        replication_factor=3,
+        consistency="LOCAL_QUORUM",
+    )
+    config = replace_config(base, cassandra=cassandra, cluster=cluster)
+    try:
+        driver, session = _admin_session(config)
+        try:
+            _create_keyspace(session, config, keyspace)
+            yield LocalCluster(config, session, keyspace)
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+        finally:
+            driver.shutdown()
+    finally:
+        if info.started:
+            stop_cluster(cluster, base.node, say=print)
+        else:  # a cluster someone else runs: leave it as found, every node up
+            start_cluster(cluster, base.node, say=print)
+
+
+# --- the live bus: a local redis-server -----------------------------------------------------
+
+TEST_BUS_PORT = 6391  # beside `python -m daemon bus start`'s 6390, so a developer's server is left alone
+
+
+def unused_port() -> int:
+    """A free loopback port below the ephemeral range (32768+): a busy machine's client sockets never take it
+    between this probe and its use, nor between a server's kill and its restart on it."""
+    import random
+
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000..31999")
+
+
+@pytest.fixture(scope="session")
+def redis_bus() -> Iterator[str]:
+    """The `redis://` URL of a redis-server run by the project's bus tool (test-artifacts/redis, port 6391), or of
+    the one this tool already runs there; stopped at the end only if this session started it."""
+    from pathlib import Path
+
+    from daemon.core.errors import CommandError
+    from daemon.tools.bus.server import bus_url, start_bus, stop_bus
+
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts" / "redis"
+    bus = replace_config(_base_config().bus, dir=str(artifacts), host="127.0.0.1", port=TEST_BUS_PORT)
+    try:
+        info = start_bus(bus, say=print)
+    except CommandError as exc:
+        pytest.fail(f"cannot start the live bus's redis-server: {exc}", pytrace=False)
+    yield bus_url(bus)
+    if not info.reused:
+        stop_bus(bus, say=print)
+
+
+async def post_until_stored(client: TestClient, events: list[Any], budget: float = 90.0) -> int:
+    """Retry as a client would (503 means: try again after Retry-After); returns the attempts it took."""
+    deadline = time.monotonic() + budget
+    attempts = 0
+    while True:
+        attempts += 1
+        response = await post_events(client, events)
+        if response.status == 200:
+            return attempts
+        assert response.status == 503, await response.text()
+        assert time.monotonic() < deadline, "ingest did not recover after Cassandra came back"
+        await asyncio.sleep(float(response.headers["Retry-After"]))

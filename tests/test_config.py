@@ -175,7 +175,7 @@ def test_every_key_has_an_environment_name() -> None:
         for section, field in Config.model_fields.items()
         for key in field.annotation.model_fields  # type: ignore[union-attr]
     }
-    assert len(names) == 40
+    assert len(names) == 57
     assert {"PSS_INGEST_MAX_QUEUED_EVENTS", "PSS_CASSANDRA_CONTACT_POINTS", "PSS_CLOCK_NOW"} <= names
     # Each name reaches its key: a changed value of the right kind comes through.
     valid_text = {
@@ -183,6 +183,7 @@ def test_every_key_has_an_environment_name() -> None:
         "replication_class": "NetworkTopologyStrategy",
         "consistency": "ONE",
         "now": "2020-01-01",
+        "bus": "redis://127.0.0.1:6390/0",
     }
     for name in names:
         section, key = name.removeprefix(ENV_PREFIX).lower().split("_", 1)
@@ -272,6 +273,7 @@ TYPE_AND_KEY_ERRORS = [
     ("", {"PSS_CASSANDRA_DATACENTERS": "dc1=x"}, "PSS_CASSANDRA_DATACENTERS: expected an integer, got 'x'"),
 ]
 
+NOT_A_BUS_URL = "must be empty (this process only) or a redis://host:port/db URL"
 RANGE_ERRORS = [
     ("PSS_SERVER_PORT", "0", "server.port: must be 1..65535"),
     ("PSS_SERVER_PORT", "65536", "server.port: must be 1..65535"),
@@ -317,6 +319,16 @@ RANGE_ERRORS = [
     ("PSS_LIVE_HEARTBEAT", "0", "live.heartbeat: must be positive"),
     ("PSS_LIVE_FAN_OUT_INTERVAL", "-0.01", "live.fan_out_interval: must be 0 or more"),
     ("PSS_NODE_START_TIMEOUT", "0", "node.start_timeout: must be positive"),
+    ("PSS_LIVE_BUS", "http://127.0.0.1:6390/0", f"live.bus: {NOT_A_BUS_URL}"),
+    ("PSS_LIVE_BUS", "127.0.0.1:6390", f"live.bus: {NOT_A_BUS_URL}"),
+    ("PSS_LIVE_BUS", "redis://127.0.0.1:65536/0", "live.bus: Port out of range 0-65535"),
+    ("PSS_LIVE_BUS", "redis://h:6390/zero", "live.bus: the path must be a database number, as in redis://h:p/0"),
+    ("PSS_LIVE_BUS_STREAM", "", "live.bus_stream: must not be empty"),
+    ("PSS_LIVE_BUS_MAXLEN", "0", "live.bus_maxlen: must be at least 1"),
+    ("PSS_LIVE_BUS_BUFFER", "0", "live.bus_buffer: must be at least 1"),
+    ("PSS_LIVE_DEDUP_WINDOW", "0", "live.dedup_window: must be at least 1"),
+    ("PSS_BUS_PORT", "65536", "bus.port: must be 1..65535"),
+    ("PSS_BUS_START_TIMEOUT", "0", "bus.start_timeout: must be positive"),
     ("PSS_CLOCK_NOW", "soon", "clock.now: not an ISO-8601 timestamp: 'soon'"),
     ("PSS_CLOCK_NOW", " ", "clock.now: empty timestamp"),
 ]

@@ -153,8 +153,10 @@ def test_ports_match_the_configured_server_port() -> None:
     port = load_config(ROOT / "config.toml", environ={}).server.port
     assert port == Config().server.port
     assert [int(args.split("/")[0]) for args in instructions("EXPOSE")] == [port]
-    published = [str(mapping) for mapping in our_services()["daemon"]["ports"]]
-    assert [int(mapping.rsplit(":", 1)[1]) for mapping in published] == [port]
+    replicas = [svc for svc in our_services().values() if svc.get("command") == ["serve"]]
+    published = [str(mapping) for svc in replicas for mapping in svc["ports"]]
+    assert [int(mapping.rsplit(":", 1)[1]) for mapping in published] == [port] * len(replicas)
+    assert len({mapping.rsplit(":", 1)[0] for mapping in published}) == len(replicas)  # one host port each
     healthcheck = instructions("HEALTHCHECK")[-1]
     assert f"'{port}'" in healthcheck  # the default when PSS_SERVER_PORT is unset
 
@@ -171,17 +173,34 @@ def test_healthcheck_path_is_a_registered_route() -> None:
     assert path in routes, f"no GET {path} route in the application's router"
 
 
-def test_compose_starts_cassandra_then_schema_then_daemon() -> None:
+def test_compose_runs_three_nodes_redis_the_schema_at_rf3_and_two_replicas() -> None:
     services = compose()["services"]
-    assert services["cassandra"]["image"] == "cassandra:5.0"
-    assert "cqlsh" in " ".join(services["cassandra"]["healthcheck"]["test"])
-    assert "cassandra-data:/var/lib/cassandra" in services["cassandra"]["volumes"]
-    assert "cassandra-data" in compose()["volumes"]
-    assert services["schema"]["depends_on"] == {"cassandra": {"condition": "service_healthy"}}
-    assert services["daemon"]["depends_on"] == {"schema": {"condition": "service_completed_successfully"}}
-    for name in ("schema", "daemon"):
-        contact_points = services[name]["environment"]["PSS_CASSANDRA_CONTACT_POINTS"]
-        assert contact_points in services, f"{name}: contact point {contact_points} is not a compose service"
+    nodes = [f"cassandra{i}" for i in (1, 2, 3)]
+    for previous, node in zip([None, *nodes], nodes, strict=False):
+        assert services[node]["image"] == "cassandra:5.0"
+        assert "cqlsh" in " ".join(services[node]["healthcheck"]["test"])
+        assert f"{node}-data:/var/lib/cassandra" in services[node]["volumes"]
+        assert f"{node}-data" in compose()["volumes"]
+        seeds = services[node]["environment"]["CASSANDRA_SEEDS"].split(",")
+        assert set(seeds) <= set(nodes) and len(seeds) >= 2
+        if previous is not None:  # bootstrapping nodes join one at a time
+            assert services[node]["depends_on"] == {previous: {"condition": "service_healthy"}}
+    assert "redis-cli" in " ".join(services["redis"]["healthcheck"]["test"])
+    schema = services["schema"]
+    assert schema["depends_on"] == {node: {"condition": "service_healthy"} for node in nodes}
+    environ = {name: resolve_interpolation(str(value)) for name, value in schema["environment"].items()}
+    assert load_config(ROOT / "config.toml", environ=environ).cassandra.replication_factor == 3
+    replicas = [name for name, svc in services.items() if svc.get("command") == ["serve"]]
+    assert replicas == ["daemon1", "daemon2"]
+    for name in ("schema", *replicas):
+        contact_points = services[name]["environment"]["PSS_CASSANDRA_CONTACT_POINTS"].split(",")
+        assert contact_points == nodes, f"{name}: contact points {contact_points} are not the three nodes"
+    for name in replicas:
+        assert services[name]["depends_on"] == {
+            "schema": {"condition": "service_completed_successfully"}, "redis": {"condition": "service_healthy"},
+        }
+        bus = load_config(ROOT / "config.toml", environ={"PSS_LIVE_BUS": services[name]["environment"]["PSS_LIVE_BUS"]})
+        assert bus.live.bus.startswith("redis://redis:"), f"{name}: the live bus must be the compose redis"
 
 
 def test_image_runs_as_a_non_root_user() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
+from conftest import AiohttpClient, config_for, new_player, post_events, post_until_stored, session_pair, start
 
 from daemon.core.config import load_config
 from daemon.tools.node.manager import node_status
@@ -52,21 +52,6 @@ async def fragile_client(shared_keyspace: str, aiohttp_client: AiohttpClient) ->
         ingest={"write_retry_seconds": 1.5},
     )
     return await aiohttp_client(create_app(config))
-
-
-async def post_until_stored(client: TestClient, events: list[dict[str, Any]], budget: float = 90.0) -> int:
-    """Retry as a client would (503 means: try again); returns the attempts it took."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget
-    attempts = 0
-    while True:
-        attempts += 1
-        response = await post_events(client, events)
-        if response.status == 200:
-            return attempts
-        assert response.status == 503, await response.text()
-        assert loop.time() < deadline, "ingest did not recover after Cassandra came back"
-        await asyncio.sleep(float(response.headers["Retry-After"]))
 
 
 @pytest.mark.timeout(240)

@@ -9,7 +9,7 @@ from daemon.core.config import Config
 from web import compat, health, ingest, live, queries
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
-from web.resources import cassandra_ctx, close_live_connections, live_hub_ctx, pipeline_ctx, rollups_ctx
+from web.resources import cassandra_ctx, close_live_connections, live_bus_ctx, live_hub_ctx, pipeline_ctx, rollups_ctx
 
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
@@ -21,7 +21,9 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     )
     app[CONFIG] = config
     app[CLOCK] = clock or Clock.from_setting(config.clock.now)
-    app.cleanup_ctx.extend([cassandra_ctx, live_hub_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx])
+    app.cleanup_ctx.extend(
+        [cassandra_ctx, live_hub_ctx, live_bus_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx]
+    )
     app.on_shutdown.append(close_live_connections)
     health.setup_routes(app)
     ingest.setup_routes(app)

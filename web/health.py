@@ -1,4 +1,7 @@
-"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Cassandra and schema usable)."""
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Cassandra and schema usable).
+
+With live.bus set, /readyz also reports the bus (`live_bus`); a bus that is down leaves it 200, since ingest works.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from aiohttp import web
 
 from cql.schema import check_schema
 from web.errors import json_response
-from web.keys import DATABASE, PIPELINE
+from web.keys import DATABASE, LIVE_BUS, PIPELINE
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -18,9 +21,10 @@ async def readyz(request: web.Request) -> web.Response:
     if problem is not None:
         return json_response({"status": "unavailable", "reason": problem}, status=503)
     pipeline = request.app[PIPELINE]
-    return json_response(
-        {"status": "ready", "actors": pipeline.actor_count, "queued_events": pipeline.queued_events()}
-    )
+    body = {"status": "ready", "actors": pipeline.actor_count, "queued_events": pipeline.queued_events()}
+    if LIVE_BUS in request.app:
+        body["live_bus"] = request.app[LIVE_BUS].health()
+    return json_response(body)
 
 
 def setup_routes(app: web.Application) -> None:

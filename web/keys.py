@@ -11,6 +11,7 @@ from daemon.compat.rawfile import CompatFeed
 from daemon.core.clock import Clock
 from daemon.core.config import Config
 from daemon.ingest.pipeline import Pipeline
+from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
 
@@ -21,5 +22,6 @@ READS = web.AppKey("reads", Reads)
 ROLLUPS = web.AppKey("rollups", RollupStore)
 REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
+LIVE_BUS = web.AppKey("live_bus", LiveBus)  # only with live.bus set
 PIPELINE = web.AppKey("pipeline", Pipeline)
 COMPAT_FEED = web.AppKey("compat_feed", CompatFeed)

@@ -1,7 +1,7 @@
-"""One cleanup context per resource, in dependency order: Cassandra, live hub, rollups, actors.
+"""One cleanup context per resource, in dependency order: Cassandra, live hub, live bus, rollups, actors.
 
 Teardown runs in reverse, so actors drain into Cassandra before rollups take their last count
-and before the session closes.
+and before the session closes, and their last starts reach the live bus before it closes.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from cql.schema import check_schema
 from cql.writes import EventWriter
 from daemon.core.errors import CommandError
 from daemon.ingest.pipeline import Pipeline
+from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
-from web.keys import CLOCK, CONFIG, DATABASE, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
+from web.keys import CLOCK, CONFIG, DATABASE, LIVE_BUS, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,19 @@ async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.close()
 
 
+async def live_bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    """With live.bus set, stored starts go through the Redis stream and the hub is fed from it; Redis may be down."""
+    config = app[CONFIG].live
+    if not config.bus:
+        yield
+        return
+    bus = LiveBus(app[LIVE_HUB], config)
+    await bus.start()
+    app[LIVE_BUS] = bus
+    yield
+    await bus.close()
+
+
 async def rollups_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     marks = await PendingMarks.prepare(app[DATABASE])
@@ -75,7 +89,7 @@ async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         await EventWriter.prepare(db),
         config.ingest,
         app[CLOCK],
-        listeners=(app[REFRESHER].mark, app[LIVE_HUB].publish),
+        listeners=(app[REFRESHER].mark, app[LIVE_BUS].publish if LIVE_BUS in app else app[LIVE_HUB].publish),
     )
     app[PIPELINE] = pipeline
     pipeline.start()

@@ -1,4 +1,4 @@
-"""Command line: `python -m daemon serve|schema|rollups|node|gen|load`; each command module registers itself."""
+"""Command line: `python -m daemon serve|schema|rollups|node|cluster|bus|gen|load`; each command module registers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from daemon.core.config import ConfigError, load_config
 from daemon.core.errors import CommandError
 
 SERVICE_COMMANDS = ("serve", "schema", "rollups")
-TOOL_COMMANDS = ("node", "gen", "load")
+TOOL_COMMANDS = ("node", "cluster", "bus", "gen", "load")
 TOOLS_PACKAGE = "daemon.tools"
 
 

@@ -13,15 +13,20 @@ from daemon.tools.node.manager import NOT_RUNNING, node_status, start_node, stop
 from daemon.tools.node.process import NodeError
 
 
+def print_details(exc: NodeError) -> None:
+    """The log tail a failed start carries, above the one-line error the CLI prints."""
+    if exc.details:
+        print(f"--- last {len(exc.details)} lines of {exc.source} ---", file=sys.stderr)
+        # Cassandra logs its whole classpath on one line; keep each line readable.
+        print("\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in exc.details), file=sys.stderr)
+
+
 def _run_start(args: argparse.Namespace, config: Config) -> int:
     node = config.node
     try:
         info = start_node(node)
     except NodeError as exc:
-        if exc.details:
-            print(f"--- last {len(exc.details)} lines of {exc.source} ---", file=sys.stderr)
-            # Cassandra logs its whole classpath on one line; keep each line readable.
-            print("\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in exc.details), file=sys.stderr)
+        print_details(exc)
         raise
     where = f"CQL {node.listen_address}:{node.native_port}"
     if info.reused:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -192,7 +193,6 @@ class IngestConfig(_Section):
 class RollupConfig(_Section):
     interval: Annotated[Float, Positive] = 1.0
     concurrency: Annotated[Int, AtLeastOne] = 8
-
     poll: Annotated[Float, Positive] = 5.0
     adopt_after: Annotated[Float, NotNegative] = 60.0
 
@@ -207,10 +207,16 @@ def _bus_url_or_empty(url: str) -> str:
             raise ValueError("the path must be a database number, as in redis://h:p/0")
     return url
 
+
 class LiveConfig(_Section):
     queue_size: Annotated[Int, AtLeastOne] = 10_000
     heartbeat: Annotated[Float, Positive] = 20.0
     fan_out_interval: Annotated[Float, _check(lambda seconds: seconds >= 0, "must be 0 or more")] = 0.05
+    bus: Annotated[Str, AfterValidator(_bus_url_or_empty)] = ""
+    bus_stream: Annotated[Str, _check(bool, "must not be empty")] = "pss:starts"
+    bus_maxlen: Annotated[Int, AtLeastOne] = 10_000
+    bus_buffer: Annotated[Int, AtLeastOne] = 50_000
+    dedup_window: Annotated[Int, AtLeastOne] = 100_000
 
 
 class NodeConfig(_Section):
@@ -221,6 +227,30 @@ class NodeConfig(_Section):
     native_port: Int = 9042
     storage_port: Int = 7000
     start_timeout: Annotated[Float, Positive] = 180.0
+
+
+class ClusterConfig(_Section):
+    dir: Str = ".cassandra-cluster"
+    # Node i listens on 127.0.0.i, so the last octet bounds the count.
+    nodes: Annotated[Int, _check(lambda nodes: 1 <= nodes <= 254, "must be 1..254")] = 3
+    heap: Str = "512m"
+    native_port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 9043
+    storage_port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 7001
+    start_timeout: Annotated[Float, Positive] = 240.0
+
+    @field_validator("storage_port")
+    @classmethod
+    def _ports_differ(cls, storage_port: int, info: ValidationInfo) -> int:
+        if storage_port == info.data.get("native_port"):
+            raise ValueError("must differ from cluster.native_port (every node listens on both)")
+        return storage_port
+
+
+class BusConfig(_Section):
+    dir: Str = ".redis"
+    host: Str = "127.0.0.1"
+    port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 6390
+    start_timeout: Annotated[Float, Positive] = 10.0
 
 
 class CompatConfig(_Section):
@@ -238,6 +268,8 @@ class Config(BaseSettings):
     rollups: RollupConfig = Field(default_factory=RollupConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     node: NodeConfig = Field(default_factory=NodeConfig)
+    bus: BusConfig = Field(default_factory=BusConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
 
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,15 +59,17 @@ class NodePaths:
 
     root: Path
     version: str
+    # Where lib-<version> lives when it is shared: a cluster's nodes run the single node's jars. None = root.
+    jars: Path | None = None
 
     @classmethod
-    def of(cls, node: NodeConfig) -> NodePaths:
+    def of(cls, node: NodeConfig, jars: Path | None = None) -> NodePaths:
         # Absolute, because the JVM's cmdline is matched against it to recognise our own process.
-        return cls(Path(node.dir).resolve(), node.version)
+        return cls(Path(node.dir).resolve(), node.version, jars)
 
     @property
     def lib(self) -> Path:
-        return self.root / f"lib-{self.version}"
+        return (self.jars or self.root) / f"lib-{self.version}"
 
     @property
     def lib_marker(self) -> Path:
@@ -143,14 +145,31 @@ def maven_command(mvn: str, pom: Path, output_dir: Path) -> list[str]:
     ]
 
 
-def render_cassandra_yaml(node: NodeConfig) -> str:
-    """Minimal single-node config; every key here is a Cassandra 5.0 name (unknown keys are fatal)."""
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """A node's place among its peers: its cluster, the seeds it gossips with first, its one token.
+
+    The default is a node alone: its own seed, token 0.
+    """
+
+    cluster_name: str = CLUSTER_NAME
+    seeds: tuple[str, ...] = ()  # "host:storage_port" each; empty = the node itself
+    token: int = 0
+
+
+def render_cassandra_yaml(node: NodeConfig, ring: Ring | None = None) -> str:
+    """Minimal config of a node, alone or in a ring; every key is a Cassandra 5.0 name (unknown keys are fatal)."""
+    ring = ring or Ring()
     address = node.listen_address
-    return f"""# Written by `python -m daemon node start` on every start; edit config.toml [node] instead.
-cluster_name: {CLUSTER_NAME}
-# One token at 0: skips the token-allocation path, which a single node does not need.
+    seeds = ",".join(ring.seeds) or f"{address}:{node.storage_port}"
+    return f"""# Written by `python -m daemon node|cluster start` on every start; edit config.toml instead.
+cluster_name: {ring.cluster_name}
+# One token per node, computed up front (0 alone; evenly spaced in a cluster): skips the token-allocation path.
 num_tokens: 1
-initial_token: 0
+initial_token: {ring.token}
+# Every node is a seed that starts with its token: none streams data from the others when it joins (as ccm
+# does). A node alone never bootstraps anyway.
+auto_bootstrap: false
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 # periodic: a write is acknowledged before the commit log is fsynced (up to 10 s of writes can be
@@ -160,7 +179,7 @@ commitlog_sync_period: 10000ms
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "{address}:{node.storage_port}"
+      - seeds: "{seeds}"
 listen_address: {address}
 rpc_address: {address}
 storage_port: {node.storage_port}
@@ -199,15 +218,15 @@ def parse_java_major(version_output: str) -> int | None:
     return int(match.group(2) or 0) if major == 1 else major
 
 
-def parse_heap(heap: str) -> str:
-    """Validate a JVM size such as '1g' or '512m'; raise ValueError otherwise."""
+def parse_heap(heap: str, key: str = "node.heap") -> str:
+    """Validate a JVM size such as '1g' or '512m'; raise ValueError (naming the config `key`) otherwise."""
     if re.fullmatch(r"\d+[kKmMgG]?", heap.strip()) is None:
-        raise ValueError(f"node.heap: expected a JVM size such as 512m or 1g, got {heap!r}")
+        raise ValueError(f"{key}: expected a JVM size such as 512m or 1g, got {heap!r}")
     return heap.strip()
 
 
-def java_command(java: str, paths: NodePaths, heap: str) -> list[str]:
-    """The JVM command line that runs CassandraDaemon in the foreground of its own session."""
+def java_command(java: str, paths: NodePaths, heap: str, extra: Sequence[str] = ()) -> list[str]:
+    """The JVM command line that runs CassandraDaemon in the foreground of its own session; `extra` options last."""
     jamm = sorted(paths.lib.glob("jamm-*.jar"))
     return [
         java,
@@ -231,11 +250,14 @@ def java_command(java: str, paths: NodePaths, heap: str) -> list[str]:
         "-Dcassandra-foreground=yes",
         f"-Dcassandra.logdir={paths.logs}",
         f"-Dlogback.configurationFile={paths.conf / 'logback.xml'}",
-        # A single node has no gossip to settle and no reason to delay creating the superuser.
+        # A single node has no gossip to settle and no reason to delay creating the superuser; a cluster's
+        # readiness is judged from outside (CQL on every node, each seeing the others UP in its log).
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.superuser_setup_delay_ms=0",
         # JNA unpacks its native library here; /tmp may be noexec or shared.
         f"-Djava.io.tmpdir={paths.tmp}",
+        # No cassandra.jmx.* property: JMX stays off, so nodes side by side never collide on port 7199.
+        *extra,
         "-cp",
         f"{paths.lib}/*",
         MAIN_CLASS,

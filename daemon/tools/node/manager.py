@@ -7,8 +7,9 @@ import fcntl
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from daemon.core.config import NodeConfig
 from daemon.core.errors import CommandError
@@ -30,10 +31,10 @@ from daemon.tools.node.process import (
     find_java,
     port_in_use,
     reap,
-    rss_bytes,
     running_pid,
     terminate,
 )
+from daemon.tools.probes import rss_bytes
 
 STOP_TIMEOUT = 60.0  # Cassandra drains and flushes on SIGTERM; past this it gets SIGKILL.
 NOT_RUNNING = 3  # LSB status code for "program is not running".
@@ -60,18 +61,18 @@ def _say(line: str) -> None:
 
 
 @contextlib.contextmanager
-def _start_lock(paths: NodePaths, say: Say) -> Iterator[None]:
+def start_lock(lock_file: Path, say: Say, command: str = "node start") -> Iterator[None]:
     """Serialise starts (e.g. two `make` runs) so the second one finds and reuses the first's node."""
-    with paths.lock_file.open("w") as handle:
+    with lock_file.open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say("another `node start` is in progress; waiting for it...")
+            say(f"another `{command}` is in progress; waiting for it...")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
-def _failure_tail(paths: NodePaths) -> tuple[list[str], str]:
+def failure_tail(paths: NodePaths) -> tuple[list[str], str]:
     # JVM-level failures (bad flag, too small a heap) happen before logback exists: see stdout.log.
     for log in (paths.system_log, paths.stdout_log):
         lines = tail_lines(log, LOG_TAIL)
@@ -88,12 +89,12 @@ def _wait_ready(node: NodeConfig, paths: NodePaths, pid: int, started: float, sa
         code = reap(pid)
         if code is not None or not alive(pid):
             how = "" if code is None else f" (killed by signal {-code})" if code < 0 else f" with code {code}"
-            raise NodeError(f"Cassandra exited during startup{how}", *_failure_tail(paths))
+            raise NodeError(f"Cassandra exited during startup{how}", *failure_tail(paths))
         now = time.monotonic()
         if now - started >= node.start_timeout:
             raise NodeError(
                 f"Cassandra did not accept CQL on {where} within {node.start_timeout:.0f}s (node.start_timeout)",
-                *_failure_tail(paths),
+                *failure_tail(paths),
             )
         if now >= next_note:
             say(f"  still starting ({now - started:.0f}s)...")
@@ -105,7 +106,7 @@ def start_node(node: NodeConfig, say: Say = _say) -> NodeInfo:
     """Start the node (or reuse ours if running) and return once it accepts CQL connections."""
     paths = NodePaths.of(node)
     paths.root.mkdir(parents=True, exist_ok=True)
-    with _start_lock(paths, say):
+    with start_lock(paths.lock_file, say):
         pid = running_pid(paths)
         if pid is not None:
             paths.pid_file.write_text(f"{pid}\n", encoding="utf-8")
@@ -125,28 +126,8 @@ def start_node(node: NodeConfig, say: Say = _say) -> NodeInfo:
                     f"stop it or set PSS_NODE_{key.upper()}"
                 )
         ensure_jars(paths, say)
-        for folder in (paths.conf, paths.data, paths.logs, paths.tmp):
-            folder.mkdir(parents=True, exist_ok=True)
-        (paths.conf / "cassandra.yaml").write_text(render_cassandra_yaml(node), encoding="utf-8")
-        (paths.conf / "logback.xml").write_text(render_logback_xml(), encoding="utf-8")
-        # One system.log per run, so a failure's tail and `node logs` never show an older run.
-        if paths.system_log.exists():
-            paths.system_log.replace(paths.logs / "system.log.1")
         started = time.monotonic()
-        with paths.stdout_log.open("wb") as out, warnings.catch_warnings():
-            # The node must outlive this command, so the Popen object is dropped at once and the pid
-            # tracked instead; dropping it would otherwise warn that its child is still running.
-            warnings.simplefilter("ignore", ResourceWarning)
-            command = java_command(java, paths, heap)
-            pid = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=paths.root,
-                start_new_session=True,  # own session: Ctrl-C in the shell must not reach it
-            ).pid
-        paths.pid_file.write_text(f"{pid}\n", encoding="utf-8")
+        pid = launch(java, paths, heap, render_cassandra_yaml(node))
         say(f"starting Cassandra {node.version} (pid {pid}, heap {heap}); log: {paths.system_log}")
         try:
             _wait_ready(node, paths, pid, started, say)
@@ -155,6 +136,31 @@ def start_node(node: NodeConfig, say: Say = _say) -> NodeInfo:
             paths.pid_file.unlink(missing_ok=True)
             raise
         return NodeInfo(pid, reused=False, seconds=time.monotonic() - started)
+
+
+def launch(java: str, paths: NodePaths, heap: str, cassandra_yaml: str, extra: Sequence[str] = ()) -> int:
+    """Write the node's config files, start its JVM in a session of its own; returns the pid (also in the pid file)."""
+    for folder in (paths.conf, paths.data, paths.logs, paths.tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    (paths.conf / "cassandra.yaml").write_text(cassandra_yaml, encoding="utf-8")
+    (paths.conf / "logback.xml").write_text(render_logback_xml(), encoding="utf-8")
+    # One system.log per run, so a failure's tail and `node logs` never show an older run.
+    if paths.system_log.exists():
+        paths.system_log.replace(paths.logs / "system.log.1")
+    with paths.stdout_log.open("wb") as out, warnings.catch_warnings():
+        # The node must outlive this command, so the Popen object is dropped at once and the pid
+        # tracked instead; dropping it would otherwise warn that its child is still running.
+        warnings.simplefilter("ignore", ResourceWarning)
+        pid = subprocess.Popen(
+            java_command(java, paths, heap, extra),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=paths.root,
+            start_new_session=True,  # own session: Ctrl-C in the shell must not reach it
+        ).pid
+    paths.pid_file.write_text(f"{pid}\n", encoding="utf-8")
+    return pid
 
 
 def stop_node(node: NodeConfig, say: Say = _say) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from daemon.core.errors import CommandError
+from daemon.tools import probes
 from daemon.tools.node.files import (
     LOG_TAIL,
     SUPPORTED_JAVA,
@@ -35,20 +35,9 @@ class NodeError(CommandError):
         self.source = source
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """True when some process holds host:port (bound or listening)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # Like the JVM's server sockets: a just-stopped node's TIME_WAIT connections must not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise CommandError(f"node.listen_address {host} is not an address of this machine") from None
-            raise
-    return False
+def port_in_use(host: str, port: int, address_key: str = "node.listen_address") -> bool:
+    """True when some process holds host:port; `address_key` names the host's setting in errors."""
+    return probes.port_in_use(host, port, address_key)
 
 
 def cql_answers(host: str, port: int) -> bool:
@@ -96,14 +85,6 @@ def running_pid(paths: NodePaths) -> int | None:
         yield from (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
 
     return next((pid for pid in candidates() if is_our_cmdline(cmdline(pid), paths) and alive(pid)), None)
-
-
-def rss_bytes(pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return None
 
 
 def find_java(version: str) -> str:
@@ -159,12 +140,25 @@ def ensure_jars(paths: NodePaths, say: Say) -> None:
 
 def terminate(pid: int, timeout: float) -> bool:
     """SIGTERM, wait up to `timeout`, then SIGKILL; True when SIGKILL was needed."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+    return bool(terminate_all([pid], timeout))
+
+
+def terminate_all(pids: Sequence[int], timeout: float) -> list[int]:
+    """SIGTERM every pid at once, wait up to `timeout`, then SIGKILL the survivors; returns the pids SIGKILLed."""
+    survivors = signal_and_wait(pids, signal.SIGTERM, timeout)
+    if survivors and signal_and_wait(survivors, signal.SIGKILL, 10.0):
+        raise CommandError(f"Cassandra (pid {', '.join(map(str, survivors))}) survived SIGKILL")
+    return survivors
+
+
+def signal_and_wait(pids: Sequence[int], sig: signal.Signals, wait: float) -> list[int]:
+    """Send `sig` to every pid, then wait up to `wait` seconds for them to exit; returns those still alive."""
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not alive(pid):
-            return sig == signal.SIGKILL
-    raise CommandError(f"Cassandra (pid {pid}) survived SIGKILL")
+    deadline = time.monotonic() + wait
+    remaining = [pid for pid in pids if alive(pid)]
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.2)  # Another process's exit cannot be awaited: poll it.
+        remaining = [pid for pid in remaining if alive(pid)]
+    return remaining
