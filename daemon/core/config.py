@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from daemon.core.config_values import (
+    CONVERT,
+    AtLeastOne,
+    Float,
+    Int,
+    IntTable,
+    NotNegative,
+    Positive,
+    Str,
+    Strings,
+    check,
+)
 from daemon.core.instants import MS_PER_DAY, parse_instant
 
 ENV_PREFIX = "PSS_"
@@ -34,79 +36,6 @@ class ConfigError(Exception):
     """A configuration value is missing, of the wrong type or out of range; the message names the key."""
 
 
-# Value types. The same rules for TOML and environment text as before, stricter than pydantic's own coercion:
-# a bool is never a number, an int never a float, and text is read as an int with base 0 (0x1F90, 1_000).
-def _str(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    raise ValueError(f"expected a string, got {value!r}")
-
-
-def _int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            pass
-    raise ValueError(f"expected an integer, got {value!r}")
-
-
-def _float(value: Any) -> float:
-    if not isinstance(value, bool):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    raise ValueError(f"expected a number, got {value!r}")
-
-
-def _strings(value: object) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        return tuple(_str(item) for item in value)
-    raise ValueError(f"expected a list of strings, got {value!r}")
-
-
-def _int_table(value: object) -> Mapping[str, int]:
-    if isinstance(value, Mapping):
-        return MappingProxyType({str(name): _int(number) for name, number in value.items()})
-    raise ValueError(f"expected a table of name = integer, got {value!r}")
-
-
-Str = Annotated[str, PlainValidator(_str)]
-Int = Annotated[int, PlainValidator(_int)]
-Float = Annotated[float, PlainValidator(_float)]
-Strings = Annotated[tuple[str, ...], PlainValidator(_strings)]
-# Read-only; dumped as a dict because pydantic's serializer warns on a mappingproxy (and the tests turn warnings
-# into errors).
-IntTable = Annotated[Mapping[str, int], PlainValidator(_int_table), PlainSerializer(dict)]
-# The same conversions by field annotation, for environment values (converted in the source to name the variable).
-_CONVERT: dict[Any, Callable[[Any], Any]] = {
-    str: _str,
-    int: _int,
-    float: _float,
-    tuple[str, ...]: _strings,
-    Mapping[str, int]: _int_table,
-}
-
-
-def _check(ok: Callable[[Any], bool], reason: str) -> AfterValidator:
-    """A range check run after the type check; the error reads `<section>.<key>: <reason>`."""
-
-    def check(value: Any) -> Any:
-        if not ok(value):
-            raise ValueError(reason)
-        return value
-
-    return AfterValidator(check)
-
-
-Positive = _check(lambda value: value > 0, "must be positive")
-NotNegative = _check(lambda value: value >= 0, "must not be negative")
-AtLeastOne = _check(lambda value: value >= 1, "must be at least 1")
-
-
 class _Section(BaseModel):
     # Frozen like the dataclasses were; a misspelt key is an error; defaults go through the same checks, so a
     # check across fields also runs when the field it is about was left out.
@@ -115,7 +44,7 @@ class _Section(BaseModel):
 
 class ServerConfig(_Section):
     host: Str = "127.0.0.1"
-    port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 8080
+    port: Annotated[Int, check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 8080
     shutdown_timeout: Annotated[Float, Positive] = 30.0
 
 
@@ -135,16 +64,16 @@ _REPLICATION_CLASSES = {"SimpleStrategy", "NetworkTopologyStrategy"}
 
 
 class CassandraConfig(_Section):
-    contact_points: Annotated[Strings, _check(bool, "must name at least one host")] = ("127.0.0.1",)
+    contact_points: Annotated[Strings, check(bool, "must name at least one host")] = ("127.0.0.1",)
     port: Int = 9042
     local_dc: Str = "datacenter1"
-    keyspace: Annotated[Str, _check(str.isidentifier, "must be a plain identifier")] = "player_sessions"
+    keyspace: Annotated[Str, check(str.isidentifier, "must be a plain identifier")] = "player_sessions"
     replication_class: Annotated[
-        Str, _check(lambda name: name in _REPLICATION_CLASSES, "must be SimpleStrategy or NetworkTopologyStrategy")
+        Str, check(lambda name: name in _REPLICATION_CLASSES, "must be SimpleStrategy or NetworkTopologyStrategy")
     ] = "SimpleStrategy"
     replication_factor: Annotated[Int, AtLeastOne] = 1
     datacenters: IntTable = Field(default_factory=lambda: MappingProxyType({}))
-    consistency: Annotated[Str, _check(lambda level: level.upper() in _CONSISTENCY_LEVELS, _ONE_OF_THE_LEVELS)] = (
+    consistency: Annotated[Str, check(lambda level: level.upper() in _CONSISTENCY_LEVELS, _ONE_OF_THE_LEVELS)] = (
         "LOCAL_QUORUM"
     )
     username: Str = ""
@@ -164,7 +93,7 @@ class CassandraConfig(_Section):
 
 
 class IngestConfig(_Section):
-    actors: Annotated[Int, _check(lambda actors: actors >= 0, "must be 0 (one per core) or more")] = 0
+    actors: Annotated[Int, check(lambda actors: actors >= 0, "must be 0 (one per core) or more")] = 0
     # Declared before max_queued_events, whose check reads it: pydantic validates fields in declaration order.
     max_batch_events: Annotated[Int, AtLeastOne] = 100_000
     max_queued_events: Int = 200_000
@@ -173,9 +102,9 @@ class IngestConfig(_Section):
     max_inflight_writes: Annotated[Int, AtLeastOne] = 256
     queue_wait: Annotated[Float, Positive] = 30.0
     write_retry_seconds: Annotated[Float, NotNegative] = 5.0
-    max_body_bytes: Annotated[Int, _check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024
+    max_body_bytes: Annotated[Int, check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024
     max_future_hours: Annotated[Float, NotNegative] = 24.0
-    retention_days: Annotated[Int, _check(lambda days: 1 <= days <= 3650, "must be 1..3650")] = 365
+    retention_days: Annotated[Int, check(lambda days: 1 <= days <= 3650, "must be 1..3650")] = 365
 
     @field_validator("max_queued_events")
     @classmethod
@@ -211,9 +140,9 @@ def _bus_url_or_empty(url: str) -> str:
 class LiveConfig(_Section):
     queue_size: Annotated[Int, AtLeastOne] = 10_000
     heartbeat: Annotated[Float, Positive] = 20.0
-    fan_out_interval: Annotated[Float, _check(lambda seconds: seconds >= 0, "must be 0 or more")] = 0.05
+    fan_out_interval: Annotated[Float, check(lambda seconds: seconds >= 0, "must be 0 or more")] = 0.05
     bus: Annotated[Str, AfterValidator(_bus_url_or_empty)] = ""
-    bus_stream: Annotated[Str, _check(bool, "must not be empty")] = "pss:starts"
+    bus_stream: Annotated[Str, check(bool, "must not be empty")] = "pss:starts"
     bus_maxlen: Annotated[Int, AtLeastOne] = 10_000
     bus_buffer: Annotated[Int, AtLeastOne] = 50_000
     dedup_window: Annotated[Int, AtLeastOne] = 100_000
@@ -232,10 +161,10 @@ class NodeConfig(_Section):
 class ClusterConfig(_Section):
     dir: Str = ".cassandra-cluster"
     # Node i listens on 127.0.0.i, so the last octet bounds the count.
-    nodes: Annotated[Int, _check(lambda nodes: 1 <= nodes <= 254, "must be 1..254")] = 3
+    nodes: Annotated[Int, check(lambda nodes: 1 <= nodes <= 254, "must be 1..254")] = 3
     heap: Str = "512m"
-    native_port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 9043
-    storage_port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 7001
+    native_port: Annotated[Int, check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 9043
+    storage_port: Annotated[Int, check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 7001
     start_timeout: Annotated[Float, Positive] = 240.0
 
     @field_validator("storage_port")
@@ -249,7 +178,7 @@ class ClusterConfig(_Section):
 class BusConfig(_Section):
     dir: Str = ".redis"
     host: Str = "127.0.0.1"
-    port: Annotated[Int, _check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 6390
+    port: Annotated[Int, check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 6390
     start_timeout: Annotated[Float, Positive] = 10.0
 
 
@@ -324,7 +253,7 @@ def _from_env(text: str, annotation: Any, name: str) -> Any:
         value = {key.strip(): number.strip() for key, number in pairs}
     try:
         # A table comes back read-only, not a dict, so it replaces the file's instead of being merged into it.
-        return _CONVERT[annotation](value)
+        return CONVERT[annotation](value)
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
 
