@@ -34,17 +34,16 @@ from bench.common import (
     check_keyspace,
     connected,
     ensure_schema,
-    fmt_ms,
     fmt_number,
     keyspace_config,
     keyspace_lock,
     log_path,
     markdown_table,
-    percentile,
+    p50_p99,
     running_daemon,
     say,
 )
-from bench.fanout import Posting, Scenario, Workers, check_daemon, plan_subscriptions
+from bench.fanout import Posting, Scenario, Workers, check_counts, check_daemon, plan_subscriptions
 from bench.subscribers import expected_starts
 from daemon.core.config import BusConfig
 from daemon.tools.bus.process import running_pid
@@ -138,15 +137,11 @@ def table(results: list[Measured], args: argparse.Namespace) -> str:
             str(args.batch),
             f"{fmt_number(received)} of {fmt_number(scenario.expected)}" + (" (timed out)" if incomplete else ""),
             fmt_number(sum(delivery.dropped for delivery in scenario.deliveries)),
-            _p50_p99(scenario.after_ack_ms),
-            _p50_p99(scenario.after_send_ms),
+            p50_p99(scenario.after_ack_ms),
+            p50_p99(scenario.after_send_ms),
             _cpu(scenario.cpu),
         ])
     return markdown_table(COLUMNS, rows)
-
-
-def _p50_p99(values: list[float]) -> str:
-    return f"{fmt_ms(percentile(values, 50))} / {fmt_ms(percentile(values, 99))}"
 
 
 def _cpu(runs: Sequence[Mapping[str, float]]) -> str:
@@ -180,8 +175,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.subscribers, args.events, args.batch, args.concurrency, args.runs, args.processes) < 1:
-        raise BenchError("--subscribers, --events, --batch, --concurrency, --runs and --processes must be at least 1")
+    check_counts(args)
     args.sampled = min(args.sampled, args.subscribers)
     began = time.perf_counter()
     print(table(asyncio.run(bench(args)), args))

@@ -58,6 +58,11 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def p50_p99(values: Sequence[float]) -> str:
+    """"p50 / p99" of latencies in ms, as the tables show them."""
+    return f"{fmt_ms(percentile(values, 50))} / {fmt_ms(percentile(values, 99))}"
+
+
 def median(values: Sequence[float]) -> float:
     """The median, or NaN for no values (a run that produced nothing must not look like zero)."""
     if not values:

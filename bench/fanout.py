@@ -50,6 +50,7 @@ from bench.common import (
     keyspace_lock,
     log_path,
     markdown_table,
+    p50_p99,
     percentile,
     running_daemon,
     say,
@@ -361,8 +362,8 @@ def row(scenario: Scenario, args: argparse.Namespace) -> list[str]:
         delivered + (f" ({incomplete} waits timed out)" if incomplete else ""),
         fmt_number(sum(delivery.dropped for delivery in scenario.deliveries)),
         str(scenario.closed),
-        _p50_p99(scenario.after_ack_ms),
-        _p50_p99(scenario.after_send_ms),
+        p50_p99(scenario.after_ack_ms),
+        p50_p99(scenario.after_send_ms),
         f"{statistics.median(scenario.fanout_tail):.2f}",
         f"{cpu} / {sum(delivery.cpu_seconds for delivery in scenario.deliveries) / len(scenario.runs):.1f}",
     ]
@@ -372,10 +373,6 @@ def _cpu(scenario: Scenario, process: str) -> str:
     """Median CPU seconds per run of a metered process; — when it was not metered (a daemon at --url)."""
     seconds = [run[process] for run in scenario.cpu if process in run]
     return f"{statistics.median(seconds):.1f}" if seconds else "—"
-
-
-def _p50_p99(values: list[float]) -> str:
-    return f"{fmt_ms(percentile(values, 50))} / {fmt_ms(percentile(values, 99))}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -408,9 +405,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_counts(args: argparse.Namespace) -> None:
+    """The counts a live-feed bench takes must all be at least 1."""
     if min(args.subscribers, args.events, args.batch, args.concurrency, args.runs, args.processes) < 1:
         raise BenchError("--subscribers, --events, --batch, --concurrency, --runs and --processes must be at least 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_counts(args)
     if args.url:
         args.url = args.url.rstrip("/")
     print(table(asyncio.run(bench(args)), args))
