@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import uuid
 
 import pytest
 
 from daemon.core.events import Event
-from daemon.live.bus import LiveBus
 from daemon.live.dedup import RecentIds
 from daemon.live.held import HeldStarts
 from daemon.live.redis_client import safe_url
@@ -161,10 +159,6 @@ def test_a_failed_append_hands_back_what_the_hub_has_not_had() -> None:
     held.send(2)
     assert held.not_sent() == (3, [batch])
     assert len(held) == 0
-
-
-def test_publish_is_a_plain_function() -> None:
-    assert not inspect.iscoroutinefunction(LiveBus.publish)
 
 
 def test_a_logged_url_hides_its_password() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import socket
 import time
 import uuid
@@ -276,8 +275,32 @@ def sockets_behind() -> Iterator[None]:
         live_subscriber.HIGH_WATER_BYTES = saved
 
 
-def test_publish_is_a_plain_function() -> None:
-    assert not inspect.iscoroutinefunction(LiveHub.publish)
+class RecordingPeer:
+    """A connection whose socket always keeps up: records what the hub writes to it."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, frames: bytes) -> None:
+        self.written.append(frames)
+
+    def backlog(self) -> int:
+        return 0
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+async def test_publish_never_waits_a_keeping_up_client_has_the_starts_when_it_returns() -> None:
+    hub = LiveHub(queue_size=10, interval=0.0)
+    peer = RecordingPeer()
+    hub.subscribe(peer, None, name="recorder")
+    greeting = len(peer.written)  # the `subscribed` message
+    returned = hub.publish(starts("FI", "SE"))  # called from the actors' flush, which must not block on clients
+    assert returned is None
+    frames = b"".join(peer.written[greeting:])
+    assert frames.count(b'"type":"session_start"') == 2  # written before publish returned: no task switch
+    await hub.close()
 
 
 async def test_a_burst_beyond_the_queue_is_reported_as_lagged(live_client: TestClient) -> None:
