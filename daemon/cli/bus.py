@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.cli.commands import Subparsers, add_command
+from daemon.cli.commands import Subparsers, add_command, format_rss
 from daemon.core.config import Config
 from daemon.tools.bus.server import NOT_RUNNING, bus_status, bus_url, start_bus, stop_bus
 
@@ -31,7 +31,7 @@ def _run_status(args: argparse.Namespace, config: Config) -> int:
         taken = f"; port {bus.port} is in use by another process" if status.foreign_port else ""
         print(f"not running ({where}){taken}")
         return NOT_RUNNING
-    rss = f"{status.rss_bytes / 2**20:.0f} MB" if status.rss_bytes is not None else "unknown"
+    rss = format_rss(status.rss_bytes)
     state = "running" if status.answering else "running, not answering PING"
     print(f"{state}: pid {status.pid}, RSS {rss}, {bus_url(bus)}, dir {bus.dir}")
     return 0

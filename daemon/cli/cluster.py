@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from daemon.cli.commands import Subparsers, add_command
+from daemon.cli.commands import Subparsers, add_command, format_rss
 from daemon.cli.node import print_details
 from daemon.core.config import Config, replace
 from daemon.core.errors import CommandError
@@ -70,7 +70,7 @@ def _run_status(args: argparse.Namespace, config: Config) -> int:
             taken = f"; port {status.foreign_port} is in use by another process" if status.foreign_port else ""
             print(f"{where}  down{taken}")
             continue
-        rss = f"{status.rss_bytes / 2**20:.0f} MB" if status.rss_bytes is not None else "unknown"
+        rss = format_rss(status.rss_bytes)
         state = "up" if status.cql_ready else "starting"
         peers = ", ".join(
             f"{names.get(address, address)} {'UP' if up else 'DOWN'}" for address, up in sorted(status.peers.items())

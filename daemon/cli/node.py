@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from daemon.cli.commands import Subparsers, add_command
+from daemon.cli.commands import Subparsers, add_command, format_rss
 from daemon.core.config import Config
 from daemon.core.errors import CommandError
 from daemon.tools.node.files import NodePaths, tail_lines
@@ -49,7 +49,7 @@ def _run_status(args: argparse.Namespace, config: Config) -> int:
         taken = f"; port {status.foreign_port} is in use by another process" if status.foreign_port else ""
         print(f"not running ({ports}){taken}")
         return NOT_RUNNING
-    rss = f"{status.rss_bytes / 2**20:.0f} MB" if status.rss_bytes is not None else "unknown"
+    rss = format_rss(status.rss_bytes)
     state = "running" if status.cql_ready else "starting (CQL not answering yet)"
     print(f"{state}: pid {status.pid}, RSS {rss}, {ports}")
     return 0
