@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.driver import Database
+from cql.exact import ExactCounts
+from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
 from daemon.compat.rawfile import CompatFeed
@@ -20,6 +22,8 @@ CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 READS = web.AppKey("reads", Reads)
 ROLLUPS = web.AppKey("rollups", RollupStore)
+COUNTS = web.AppKey("counts", ExactCounts)
+MARKS = web.AppKey("marks", PendingMarks)
 REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_BUS = web.AppKey("live_bus", LiveBus)  # only with live.bus set

@@ -8,7 +8,7 @@ from cql.reads import CompleteSession
 from daemon.core.events import MAX_PLAYER_ID_LENGTH, PLAYER_ID_TOO_LONG
 from daemon.core.instants import format_ms
 from web.errors import json_response
-from web.keys import CLOCK, CONFIG, READS, ROLLUPS
+from web.keys import CLOCK, CONFIG, COUNTS, READS
 from web.params import country_param, decode_cursor, encode_cursor, hours_param, hours_to_ms, limit_param
 
 
@@ -46,8 +46,8 @@ async def country_session_starts(request: web.Request) -> web.Response:
 async def session_start_totals(request: web.Request) -> web.Response:
     hours = hours_param(request)
     start_ms, end_ms = window(request, hours)
-    counts = await request.app[ROLLUPS].totals(start_ms, end_ms)
-    countries = {country: count for country, count in sorted(counts.items()) if count > 0}
+    answer = await request.app[COUNTS].count([(start_ms, end_ms)])
+    countries = {country: count for country, count in sorted(answer.counts[0].items()) if count > 0}
     return json_response(
         {
             "hours": hours,
@@ -55,6 +55,8 @@ async def session_start_totals(request: web.Request) -> web.Response:
             "to": format_ms(end_ms - 1),
             "total": sum(countries.values()),
             "countries": countries,
+            "settled": answer.settled,
+            "pending_periods": answer.pending_periods,
         }
     )
 

@@ -67,6 +67,7 @@ class RollupRefresher:
         self._stale_parents: dict[int, int] = {}  # parents made stale by the level being recounted: {period: ttl}
         self._written: OrderedDict[tuple[str, int], Counts] = OrderedDict()
         self._wake = asyncio.Event()
+        self._last_mark = 0.0  # monotonic time of the last stored events, to rest only while a load goes on
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -75,6 +76,7 @@ class RollupRefresher:
         minutes = self._dirty[MINUTE.name]
         before = len(minutes)
         minutes.update(event.ts_ms // MS_PER_MINUTE for event in events if event.country is not None)
+        self._last_mark = time.monotonic()
         if len(minutes) != before:
             self._wake.set()
 
@@ -105,7 +107,8 @@ class RollupRefresher:
             # of shuffled history every minute is dirty again at once, and recounting back to back
             # would take as much of Cassandra as the load itself. Live traffic makes one minute
             # due per minute, so its rounds are short and `interval` rules.
-            await asyncio.sleep(max(self._config.interval, REST_FACTOR * busy))
+            await asyncio.sleep(self._config.interval)
+            await self._rest_while_loading(REST_FACTOR * busy - self._config.interval)
             started = time.monotonic()
             try:
                 await self.refresh()
@@ -116,6 +119,17 @@ class RollupRefresher:
             except Exception:
                 log.exception("rollup refresh failed; will retry")
             busy = time.monotonic() - started
+
+    async def _rest_while_loading(self, seconds: float) -> None:
+        """Sleep up to `seconds`, but only while starts keep arriving: the rest is there to leave a
+        load in progress most of Cassandra, so once no start was stored for `interval` the backlog is
+        recounted at once (totals settle sooner after a backfill)."""
+        deadline = time.monotonic() + seconds
+        while (now := time.monotonic()) < deadline:
+            quiet_at = self._last_mark + self._config.interval
+            if quiet_at <= now:
+                return
+            await asyncio.sleep(min(deadline, quiet_at) - now)  # wakes when the load may have stopped
 
     def _until_next_due(self) -> float | None:
         """Seconds until the earliest dirty period ends (None: nothing waits, or the clock is frozen)."""
