@@ -6,7 +6,7 @@ from aiohttp import web
 
 from daemon.core.clock import Clock
 from daemon.core.config import Config
-from web import compat, health, ingest, live, queries
+from web import compat, health, ingest, live, queries, series
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
 from web.resources import cassandra_ctx, close_live_connections, live_bus_ctx, live_hub_ctx, pipeline_ctx, rollups_ctx
@@ -28,6 +28,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     health.setup_routes(app)
     ingest.setup_routes(app)
     queries.setup_routes(app)
+    series.setup_routes(app)
     compat.setup_routes(app)
     live.setup_routes(app)
     return app
