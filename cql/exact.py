@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -141,7 +141,7 @@ class ExactCounts:
         )
         return sum(counts)
 
-    def _reads(self, plan: _Plan) -> list[Coroutine[Any, Any, list[tuple[int, Counter[str]]]]]:
+    def _reads(self, plan: _Plan) -> list[Coroutine[Any, Any, list[tuple[int, Mapping[str, int]]]]]:
         reads = [
             self._rollup_run(level, run, plan.periods[level.name])
             for level in LEVELS
@@ -152,15 +152,15 @@ class ExactCounts:
         reads.extend(self._partial(minute, lo, hi, index) for minute, lo, hi, index in plan.partial)
         return reads
 
-    async def _rollup_run(self, level: Level, run: list[int], tags: Tagged) -> list[tuple[int, Counter[str]]]:
+    async def _rollup_run(self, level: Level, run: list[int], tags: Tagged) -> list[tuple[int, Mapping[str, int]]]:
         rows = await self._store.period_rows(level, level.bucket_of(run[0]), run[0], run[-1])
         return [(tags[period], counts) for period, counts in rows]
 
-    async def _direct(self, minutes: list[int], tags: Tagged) -> list[tuple[int, Counter[str]]]:
+    async def _direct(self, minutes: list[int], tags: Tagged) -> list[tuple[int, Mapping[str, int]]]:
         counted = await self._store.count_minutes(minutes)
         return [(tags[minute], counts) for minute, counts in counted.items()]
 
-    async def _partial(self, minute: int, lo: int, hi: int, index: int) -> list[tuple[int, Counter[str]]]:
+    async def _partial(self, minute: int, lo: int, hi: int, index: int) -> list[tuple[int, Mapping[str, int]]]:
         return [(index, await self._store.count_minute(minute, lo, hi))]
 
 

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 
 import orjson
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from cql.batches import MAX_BATCH_STATEMENTS, batched
 from cql.driver import Database, first_error
 from daemon.core.levels import Level
 
 COUNT_TIMESTAMP_BASE = 1 << 60
+# Rollup rows written together (one partition) stay below Cassandra's 5 KiB batch warning; a row's
+# cell grows with its countries, so the bound is on bytes, with ~100 bytes of row overhead each.
+MAX_BATCH_BYTES = 4000
+ROW_OVERHEAD_BYTES = 100
+
+HourCounts = tuple[int, Mapping[str, int], int]  # (hour, {country: count}, ttl seconds)
 
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
@@ -83,10 +90,10 @@ class RollupStore:
             counts[minute][country] += 1
         return counts
 
-    async def period_rows(self, level: Level, bucket: int, first: int, last: int) -> list[tuple[int, Counter[str]]]:
+    async def period_rows(self, level: Level, bucket: int, first: int, last: int) -> list[tuple[int, dict[str, int]]]:
         """(period, counts) of the stored rows of periods first..last, all in partition `bucket`."""
         rows = await self._db.execute(self._level_range, (level.name, bucket, first, last))
-        return [(period, Counter(orjson.loads(counts)) if counts else Counter()) for period, counts in rows]
+        return [(period, orjson.loads(counts)) for period, counts in rows if counts]
 
     async def write(self, level: Level, period: int, counts: Mapping[str, int], ttl: int) -> None:
         """Replace a period's whole counts; of competing recounts, the most complete wins (`count_timestamp`)."""
@@ -94,12 +101,37 @@ class RollupStore:
         written_at = count_timestamp(sum(counts.values()))
         await self._db.execute(self._write, (written_at, ttl, encode_counts(counts), level.name, bucket, period))
 
-    async def write_hour_starts(self, hour: int, counts: Mapping[str, int], ttl: int, concurrency: int) -> None:
-        """Copy an hour's counts into each country's hour index row, for the listing to plan with."""
-        statements = [
-            self._write_hour_starts.bind((count_timestamp(count), ttl, count, country, hour))
-            for country, count in counts.items()
-        ]
+    async def write_many(self, level: Level, rows: Mapping[int, tuple[Mapping[str, int], int]]) -> None:
+        """Replace the counts of several periods of one partition ({period: (counts, ttl)}), as `write`
+        does one, in unlogged batches bounded by bytes: a few requests instead of one per period."""
+        statements: list[Statement] = []
+        batch: list[Statement] = []
+        size = 0
+        for period, (counts, ttl) in rows.items():
+            cell = encode_counts(counts)
+            written_at = count_timestamp(sum(counts.values()))
+            bound = self._write.bind((written_at, ttl, cell, level.name, level.bucket_of(period), period))
+            if batch and (size + len(cell) > MAX_BATCH_BYTES or len(batch) == MAX_BATCH_STATEMENTS):
+                statements.append(_unlogged(batch))
+                batch, size = [], 0
+            batch.append(bound)
+            size += len(cell) + ROW_OVERHEAD_BYTES
+        if batch:
+            statements.append(_unlogged(batch))
+        error = first_error(await self._db.execute_many(statements, concurrency=2))
+        if error is not None:
+            raise error
+
+    async def write_hour_starts(self, hours: Sequence[HourCounts], concurrency: int) -> None:
+        """Copy hours' counts into each country's hour index rows, for the listing to plan with: a
+        country's rows (one partition) go together in unlogged batches, not one write per country and hour."""
+        by_country: defaultdict[str, list[BoundStatement]] = defaultdict(list)
+        for hour, counts, ttl in hours:
+            for country, count in counts.items():
+                by_country[country].append(
+                    self._write_hour_starts.bind((count_timestamp(count), ttl, count, country, hour))
+                )
+        statements = [statement for group in by_country.values() for statement in batched(group)]
         error = first_error(await self._db.execute_many(statements, concurrency))
         if error is not None:
             raise error
@@ -111,6 +143,16 @@ class RollupStore:
             if counts:
                 total.update(orjson.loads(counts))
         return total
+
+
+def _unlogged(statements: list[Statement]) -> Statement:
+    if len(statements) == 1:
+        return statements[0]
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for statement in statements:
+        batch.add(statement)
+    batch.is_idempotent = True
+    return batch
 
 
 def count_timestamp(total: int) -> int:
