@@ -26,8 +26,9 @@ Why the answer is exact (every start acknowledged before the request is counted)
    `starts_by_minute` (as its recount would be). Partial minutes at the edges always are.
 
 When more minutes are marked inside the window than `max_direct_minutes` (a long window right
-after a long backfill), counting them would cost too much: the answer then comes from the rollups
-as they are, and says how many periods await a recount (`pending_periods`, counted by Cassandra).
+after a long backfill), or the split would take more than MAX_READS requests, an exact answer
+would cost too much: it then comes from the rollups as they are, and says how many periods await
+a recount (`pending_periods`, counted by Cassandra when there are too many to read).
 
 Known limit: on a multi-node cluster a recount racing writes still in flight can, rarely, read a
 set that lacks an acknowledged start yet has a larger total; the in-flight writes' own marks land
@@ -48,6 +49,7 @@ from cql.rollups import RollupStore
 from daemon.core.levels import DAY, HOUR, LEVELS, MINUTE, MONTH, Level, ancestors, children, finer
 from daemon.core.timebuckets import decompose
 
+MAX_READS = 2_000  # requests an exact answer may take; beyond, it comes from the rollups as they are
 Window = tuple[int, int]  # [start_ms, end_ms)
 Tagged = dict[int, int]  # period -> index of the window it counts for
 
@@ -83,6 +85,11 @@ class _Plan:
     def coarsest(self) -> int:
         """Index in LEVELS of the coarsest level read from rollups (-1: none)."""
         return max((i for i, level in enumerate(LEVELS) if self.periods[level.name]), default=-1)
+
+    def read_count(self) -> int:
+        """How many requests reading this plan takes."""
+        runs = sum(len(_runs(level, self.periods[level.name])) for level in LEVELS)
+        return runs + len({MINUTE.bucket_of(minute) for minute in self.direct}) + len(self.partial)
 
     def split_pending(self, marked: dict[str, set[int]]) -> None:
         """Replace every period with a mark in it by its children; marked minutes are counted directly."""
@@ -120,11 +127,19 @@ class ExactCounts:
             limit = self._max_direct + 1 if level is MINUTE else (last - first + 1)
             found = await self._marks.read_range(level.name, first, last, limit)
             if level is MINUTE and len(found) > self._max_direct:
-                pending = await self._count_pending(plan.coarsest(), first_ms, end_ms)
+                # At least what was seen, should recounts have cleared some since.
+                pending = max(len(found), await self._count_pending(plan.coarsest(), first_ms, end_ms))
                 break
             marked[level.name] = set(found)
         if not pending:
-            plan.split_pending(marked)
+            split = _Plan(windows)
+            split.split_pending(marked)
+            # Marks left on many coarse periods (a recount round marks parents that only the next
+            # round clears) would split a long window into thousands of reads: not worth it.
+            if split.read_count() <= MAX_READS:
+                plan = split
+            else:
+                pending = sum(map(len, marked.values()))
         counts = [Counter[str]() for _ in windows]
         for part in await asyncio.gather(*self._reads(plan)):
             for index, found in part:
