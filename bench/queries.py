@@ -234,12 +234,18 @@ def queries_for(facts: Facts) -> list[Query]:
     def totals(hours: int) -> Query:
         return Query(f"/v1/session-starts?hours={hours}", True, lambda rng: f"/v1/session-starts?hours={hours}")
 
+    def series(hours: int, step: str) -> Query:
+        path = f"/v1/session-starts/series?hours={hours}&step={step}"
+        return Query(path, True, lambda rng: path)
+
     def fetch(hours: int) -> Query:
         return Query(f"/fetch/{{C}}/{hours}", False, lambda rng: f"/fetch/{rng.choice(countries)}/{hours}")
 
     return [
         *(country_starts(hours) for hours in (1, 24, 720)),
         *(totals(hours) for hours in (1, 24, 8760)),
+        series(24, "hour"),
+        series(720, "day"),
         Query("/v1/players/{id}/sessions", False, lambda rng: f"/v1/players/{rng.choice(players)}/sessions"),
         *(fetch(hours) for hours in (1, 24, 720)),
         Query("/complete_sessions/{id}", False, lambda rng: f"/complete_sessions/{rng.choice(players)}"),

@@ -1,24 +1,28 @@
-"""Rollup rows of session starts per country: recount, write, and sum them over a time window."""
+"""Rollup rows of session starts per country: recount, write, and read them by period."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
-from collections.abc import Coroutine, Iterable, Mapping
-from itertools import groupby
-from typing import Any
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 
 import orjson
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement, Statement
 
+from cql.batches import MAX_BATCH_STATEMENTS, batched
 from cql.driver import Database, first_error
-from daemon.core.levels import DAY, HOUR, MINUTE, MONTH, Level
-from daemon.core.timebuckets import decompose
+from daemon.core.levels import Level
 
 COUNT_TIMESTAMP_BASE = 1 << 60
+# Rollup rows written together (one partition) stay below Cassandra's 5 KiB batch warning; a row's
+# cell grows with its countries, so the bound is on bytes, with ~100 bytes of row overhead each.
+MAX_BATCH_BYTES = 4000
+ROW_OVERHEAD_BYTES = 100
+
+HourCounts = tuple[int, Mapping[str, int], int]  # (hour, {country: count}, ttl seconds)
 
 _SELECT_MINUTE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ?"
 _SELECT_MINUTE_RANGE = "SELECT country FROM {ks}.starts_by_minute WHERE minute = ? AND ts >= ? AND ts < ?"
+_SELECT_MINUTES = "SELECT minute, country FROM {ks}.starts_by_minute WHERE minute IN ?"
 _SELECT_LEVEL = "SELECT period, counts FROM {ks}.rollup_counts WHERE level = ? AND bucket = ?"
 _SELECT_LEVEL_RANGE = (
     "SELECT period, counts FROM {ks}.rollup_counts WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
@@ -34,12 +38,22 @@ _WRITE_HOUR_STARTS = (
 class RollupStore:
     """Prepared statements over `rollup_counts` and `starts_by_minute`."""
 
-    __slots__ = ("_db", "_minute", "_minute_range", "_level", "_level_range", "_write", "_write_hour_starts")
+    __slots__ = (
+        "_db",
+        "_level",
+        "_level_range",
+        "_minute",
+        "_minute_range",
+        "_minutes",
+        "_write",
+        "_write_hour_starts",
+    )
 
     def __init__(self, db: Database, statements: Mapping[str, PreparedStatement]) -> None:
         self._db = db
         self._minute = statements["minute"]
         self._minute_range = statements["minute_range"]
+        self._minutes = statements["minutes"]
         self._level = statements["level"]
         self._level_range = statements["level_range"]
         self._write = statements["write"]
@@ -50,6 +64,7 @@ class RollupStore:
         queries = {
             "minute": _SELECT_MINUTE,
             "minute_range": _SELECT_MINUTE_RANGE,
+            "minutes": _SELECT_MINUTES,
             "level": _SELECT_LEVEL,
             "level_range": _SELECT_LEVEL_RANGE,
             "write": _WRITE_LEVEL,
@@ -68,9 +83,17 @@ class RollupStore:
             rows = await self._db.execute(self._minute_range, (minute, start_ms, end_ms))
         return Counter(country for (country,) in rows)
 
-    async def sum_partition(self, level: Level, bucket: int) -> Counter[str]:
-        """The sum of every row of one rollup partition: the recount of the next coarser period."""
-        return await self._sum_rows(self._level, (level.name, bucket))
+    async def count_minutes(self, minutes: list[int]) -> dict[int, Counter[str]]:
+        """Starts per country of each of `minutes` (whole minutes, from the raw rows): one request."""
+        counts: dict[int, Counter[str]] = {minute: Counter() for minute in minutes}
+        for minute, country in await self._db.execute(self._minutes, (minutes,)):
+            counts[minute][country] += 1
+        return counts
+
+    async def period_rows(self, level: Level, bucket: int, first: int, last: int) -> list[tuple[int, dict[str, int]]]:
+        """(period, counts) of the stored rows of periods first..last, all in partition `bucket`."""
+        rows = await self._db.execute(self._level_range, (level.name, bucket, first, last))
+        return [(period, orjson.loads(counts)) for period, counts in rows if counts]
 
     async def write(self, level: Level, period: int, counts: Mapping[str, int], ttl: int) -> None:
         """Replace a period's whole counts; of competing recounts, the most complete wins (`count_timestamp`)."""
@@ -78,49 +101,58 @@ class RollupStore:
         written_at = count_timestamp(sum(counts.values()))
         await self._db.execute(self._write, (written_at, ttl, encode_counts(counts), level.name, bucket, period))
 
-    async def write_hour_starts(self, hour: int, counts: Mapping[str, int], ttl: int, concurrency: int) -> None:
-        """Copy an hour's counts into each country's hour index row, for the listing to plan with."""
-        statements = [
-            self._write_hour_starts.bind((count_timestamp(count), ttl, count, country, hour))
-            for country, count in counts.items()
-        ]
+    async def write_many(self, level: Level, rows: Mapping[int, tuple[Mapping[str, int], int]]) -> None:
+        """Replace the counts of several periods of one partition ({period: (counts, ttl)}), as `write`
+        does one, in unlogged batches bounded by bytes: a few requests instead of one per period."""
+        statements: list[Statement] = []
+        batch: list[Statement] = []
+        size = 0
+        for period, (counts, ttl) in rows.items():
+            cell = encode_counts(counts)
+            written_at = count_timestamp(sum(counts.values()))
+            bound = self._write.bind((written_at, ttl, cell, level.name, level.bucket_of(period), period))
+            if batch and (size + len(cell) > MAX_BATCH_BYTES or len(batch) == MAX_BATCH_STATEMENTS):
+                statements.append(_unlogged(batch))
+                batch, size = [], 0
+            batch.append(bound)
+            size += len(cell) + ROW_OVERHEAD_BYTES
+        if batch:
+            statements.append(_unlogged(batch))
+        error = first_error(await self._db.execute_many(statements, concurrency=2))
+        if error is not None:
+            raise error
+
+    async def write_hour_starts(self, hours: Sequence[HourCounts], concurrency: int) -> None:
+        """Copy hours' counts into each country's hour index rows, for the listing to plan with: a
+        country's rows (one partition) go together in unlogged batches, not one write per country and hour."""
+        by_country: defaultdict[str, list[BoundStatement]] = defaultdict(list)
+        for hour, counts, ttl in hours:
+            for country, count in counts.items():
+                by_country[country].append(
+                    self._write_hour_starts.bind((count_timestamp(count), ttl, count, country, hour))
+                )
+        statements = [statement for group in by_country.values() for statement in batched(group)]
         error = first_error(await self._db.execute_many(statements, concurrency))
         if error is not None:
             raise error
 
-    async def totals(self, start_ms: int, end_ms: int) -> Counter[str]:
-        """Starts per country in [start_ms, end_ms): a few single-partition reads, run concurrently."""
-        parts = decompose(start_ms, end_ms)
-        reads = [
-            *self._level_reads(MONTH, parts.months),
-            *self._level_reads(DAY, parts.days),
-            *self._level_reads(HOUR, parts.hours),
-            *self._level_reads(MINUTE, parts.minutes),
-            *(self.count_minute(minute, lo, hi) for minute, lo, hi in parts.partial_minutes),
-        ]
+    async def sum_partition(self, level: Level, bucket: int) -> Counter[str]:
+        """The sum of every row of one rollup partition: the recount of the next coarser period."""
         total: Counter[str] = Counter()
-        for counts in await asyncio.gather(*reads):
-            total.update(counts)
-        return total
-
-    def _level_reads(self, level: Level, periods: Iterable[int]) -> list[Coroutine[Any, Any, Counter[str]]]:
-        """One range read per partition; `decompose` yields periods contiguous within each partition."""
-        reads = []
-        for bucket, group in groupby(sorted(periods), key=level.bucket_of):
-            members = list(group)
-            reads.append(self._sum_range(level, bucket, members[0], members[-1]))
-        return reads
-
-    async def _sum_range(self, level: Level, bucket: int, first: int, last: int) -> Counter[str]:
-        return await self._sum_rows(self._level_range, (level.name, bucket, first, last))
-
-    async def _sum_rows(self, query: PreparedStatement, params: tuple[Any, ...]) -> Counter[str]:
-        """Add up the counts of the (period, counts) rows a rollup query returns."""
-        total: Counter[str] = Counter()
-        for _, counts in await self._db.execute(query, params):
+        for _, counts in await self._db.execute(self._level, (level.name, bucket)):
             if counts:
                 total.update(orjson.loads(counts))
         return total
+
+
+def _unlogged(statements: list[Statement]) -> Statement:
+    if len(statements) == 1:
+        return statements[0]
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for statement in statements:
+        batch.add(statement)
+    batch.is_idempotent = True
+    return batch
 
 
 def count_timestamp(total: int) -> int:

@@ -248,7 +248,7 @@ def test_query_paths_use_known_countries_and_players() -> None:
     paths = {query.route: query.path(random.Random(1)) for query in queries.queries_for(facts)}
     assert paths["/v1/countries/{C}/session-starts?hours=720"] == "/v1/countries/FI/session-starts?hours=720"
     assert paths["/complete_sessions/{id}"] == f"/complete_sessions/{'a' * 32}"
-    assert sum(query.main for query in queries.queries_for(facts)) == 6
+    assert sum(query.main for query in queries.queries_for(facts)) == 8
 
 
 # --- end to end on the real node -----------------------------------------------------------------

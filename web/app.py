@@ -6,12 +6,20 @@ from aiohttp import web
 
 from daemon.core.clock import Clock
 from daemon.core.config import Config
-from web import compat, contract, health, ingest, live, queries
+from web import compat, contract, health, ingest, live, queries, series
 from web.auth import require_keys
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
 from web.protocol_log import quiet_client_errors
-from web.resources import access_ctx, cassandra_ctx, close_live_connections, live_bus_ctx, live_hub_ctx, pipeline_ctx, rollups_ctx
+from web.resources import (
+    access_ctx,
+    cassandra_ctx,
+    close_live_connections,
+    live_bus_ctx,
+    live_hub_ctx,
+    pipeline_ctx,
+    rollups_ctx,
+)
 
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
@@ -31,6 +39,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     health.setup_routes(app)
     ingest.setup_routes(app)
     queries.setup_routes(app)
+    series.setup_routes(app)
     compat.setup_routes(app)
     live.setup_routes(app)
     contract.setup_routes(app)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.driver import Database
-from daemon.auth.access import Access
+from cql.exact import ExactCounts
+from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
+from daemon.auth.access import Access
 from daemon.compat.rawfile import CompatFeed
 from daemon.core.clock import Clock
 from daemon.core.config import Config
@@ -22,6 +24,8 @@ CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 READS = web.AppKey("reads", Reads)
 ROLLUPS = web.AppKey("rollups", RollupStore)
+COUNTS = web.AppKey("counts", ExactCounts)
+MARKS = web.AppKey("marks", PendingMarks)
 REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_BUS = web.AppKey("live_bus", LiveBus)  # only with live.bus set

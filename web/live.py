@@ -14,7 +14,7 @@ from daemon.live.closecodes import POLICY_VIOLATION
 from daemon.live.subscriber import Subscriber
 from daemon.live.subscriptions import Countries
 from web.keys import CONFIG, LIVE_HUB
-from web.params import bad_request
+from web.params import bad_request, countries_param
 from web.raw_websocket import WebSocketPeer, feed_response
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -23,17 +23,8 @@ MAX_MESSAGE_BYTES = 16 * 1024  # client messages are small; the full country lis
 
 def query_countries(request: web.Request) -> Countries:
     """`?countries=FI,EE` (repeatable); absent means every country."""
-    values = request.query.getall("countries", [])
-    if not values:
-        return None
-    codes = [part.strip() for value in values for part in value.split(",")]
-    for code in codes:
-        if not is_country_code(code):
-            raise bad_request(
-                f"countries: {code!r} is not a country code; expected {COUNTRY_CODE}, comma separated "
-                "(omit the parameter for all countries)"
-            )
-    return frozenset(codes)
+    codes = countries_param(request)
+    return None if codes is None else frozenset(codes)
 
 
 def parse_request(text: str) -> tuple[str, Countries]:

@@ -10,7 +10,7 @@ import uuid
 from aiohttp import web
 
 from cql.reads import StartPosition
-from daemon.core.events import COUNTRY_REQUIRED_FORM, is_country_code
+from daemon.core.events import COUNTRY_CODE, COUNTRY_REQUIRED_FORM, is_country_code
 from daemon.core.instants import MS_PER_HOUR
 
 MAX_HOURS = 8760
@@ -23,6 +23,35 @@ def bad_request(message: str) -> web.HTTPBadRequest:
 def country_param(value: str) -> str:
     if not is_country_code(value):
         raise bad_request(COUNTRY_REQUIRED_FORM)
+    return value
+
+
+def countries_param(request: web.Request) -> list[str] | None:
+    """`?countries=FI,EE` (repeatable), in the order given without repeats; absent means every country."""
+    values = request.query.getall("countries", [])
+    if not values:
+        return None
+    codes = [part.strip() for value in values for part in value.split(",")]
+    for code in codes:
+        if not is_country_code(code):
+            raise bad_request(
+                f"countries: {code!r} is not a country code; expected {COUNTRY_CODE}, comma separated "
+                "(omit the parameter for all countries)"
+            )
+    return list(dict.fromkeys(codes))
+
+
+def int_param(request: web.Request, name: str, minimum: int, maximum: int) -> int | None:
+    """An optional integer parameter within minimum..maximum."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name}: not an integer: {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise bad_request(f"{name}: must be {minimum}..{maximum}")
     return value
 
 
@@ -41,16 +70,8 @@ def hours_param(request: web.Request) -> float:
 
 
 def limit_param(request: web.Request, default: int, maximum: int) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise bad_request(f"limit: not an integer: {raw!r}") from None
-    if not 1 <= limit <= maximum:
-        raise bad_request(f"limit: must be 1..{maximum}")
-    return limit
+    limit = int_param(request, "limit", 1, maximum)
+    return default if limit is None else limit
 
 
 def hours_to_ms(hours: float) -> int:

@@ -1,4 +1,4 @@
-"""Read endpoints: session starts per country (listing and totals) and a player's complete sessions."""
+"""Read endpoints: session starts per country (listing and totals) and a player's complete sessions (JSON or CSV)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from aiohttp import web
 from cql.reads import CompleteSession
 from daemon.core.events import MAX_PLAYER_ID_LENGTH, PLAYER_ID_TOO_LONG
 from daemon.core.instants import format_ms
+from web.csv import country_starts_csv, sessions_csv, wants_csv
 from web.errors import json_response
-from web.keys import CLOCK, CONFIG, READS, ROLLUPS
+from web.keys import CLOCK, CONFIG, COUNTS, READS
 from web.params import country_param, decode_cursor, encode_cursor, hours_param, hours_to_ms, limit_param
 
 
@@ -18,7 +19,7 @@ def window(request: web.Request, hours: float) -> tuple[int, int]:
     return now_ms - hours_to_ms(hours) + 1, now_ms + 1
 
 
-async def country_session_starts(request: web.Request) -> web.Response:
+async def country_session_starts(request: web.Request) -> web.StreamResponse:
     country = country_param(request.match_info["country"])
     hours = hours_param(request)
     limit = limit_param(request, default=1000, maximum=10_000)
@@ -27,6 +28,8 @@ async def country_session_starts(request: web.Request) -> web.Response:
         start_ms, end_ms, after = decode_cursor(country, cursor)
     else:
         (start_ms, end_ms), after = window(request, hours), None
+    if wants_csv(request):  # the whole window (from the cursor on, if one is given), page by page
+        return await country_starts_csv(request, country, start_ms, end_ms, after)
     starts, resume = await request.app[READS].country_starts(country, start_ms, end_ms, limit, after)
     return json_response(
         {
@@ -35,8 +38,7 @@ async def country_session_starts(request: web.Request) -> web.Response:
             "from": format_ms(start_ms - 1),
             "to": format_ms(end_ms - 1),
             "starts": [
-                {"ts": start.ts, "player_id": start.player_id, "session_id": start.session_id}
-                for start in starts
+                {"ts": start.ts, "player_id": start.player_id, "session_id": start.session_id} for start in starts
             ],
             "next": encode_cursor(country, start_ms, end_ms, resume) if resume else None,
         }
@@ -46,8 +48,8 @@ async def country_session_starts(request: web.Request) -> web.Response:
 async def session_start_totals(request: web.Request) -> web.Response:
     hours = hours_param(request)
     start_ms, end_ms = window(request, hours)
-    counts = await request.app[ROLLUPS].totals(start_ms, end_ms)
-    countries = {country: count for country, count in sorted(counts.items()) if count > 0}
+    answer = await request.app[COUNTS].count([(start_ms, end_ms)])
+    countries = {country: count for country, count in sorted(answer.counts[0].items()) if count > 0}
     return json_response(
         {
             "hours": hours,
@@ -55,6 +57,8 @@ async def session_start_totals(request: web.Request) -> web.Response:
             "to": format_ms(end_ms - 1),
             "total": sum(countries.values()),
             "countries": countries,
+            "settled": answer.settled,
+            "pending_periods": answer.pending_periods,
         }
     )
 
@@ -65,6 +69,8 @@ async def player_sessions(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text=PLAYER_ID_TOO_LONG)
     limit = limit_param(request, default=20, maximum=100)
     sessions = await complete_sessions(request, player_id, limit)
+    if wants_csv(request):
+        return sessions_csv(sessions)
     return json_response(
         {
             "player_id": player_id,

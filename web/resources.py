@@ -14,6 +14,7 @@ from cassandra.cluster import NoHostAvailable
 
 from cql.apikeys import ApiKeyStore
 from cql.driver import Database
+from cql.exact import ExactCounts
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
@@ -26,7 +27,20 @@ from daemon.ingest.pipeline import Pipeline
 from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
-from web.keys import ACCESS, CLOCK, CONFIG, DATABASE, LIVE_BUS, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
+from web.keys import (
+    ACCESS,
+    CLOCK,
+    CONFIG,
+    COUNTS,
+    DATABASE,
+    LIVE_BUS,
+    LIVE_HUB,
+    MARKS,
+    PIPELINE,
+    READS,
+    REFRESHER,
+    ROLLUPS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +64,9 @@ async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DATABASE] = db
     app[READS] = await Reads.prepare(db)
     app[ROLLUPS] = await RollupStore.prepare(db)
+    marks = await PendingMarks.prepare(db)
+    app[MARKS] = marks
+    app[COUNTS] = ExactCounts(app[ROLLUPS], marks, app[CONFIG].rollups.max_direct_minutes)
     yield
     await db.close()
 
@@ -99,8 +116,7 @@ async def live_bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def rollups_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    marks = await PendingMarks.prepare(app[DATABASE])
-    refresher = RollupRefresher(app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_ms, marks)
+    refresher = RollupRefresher(app[ROLLUPS], config.rollups, app[CLOCK], config.ingest.retention_ms, app[MARKS])
     app[REFRESHER] = refresher
     refresher.start()
     yield

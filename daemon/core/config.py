@@ -147,6 +147,7 @@ class RollupConfig(_Section):
     concurrency: Annotated[Int, AtLeastOne] = 8
     poll: Annotated[Float, Positive] = 5.0
     adopt_after: Annotated[Float, NotNegative] = 60.0
+    max_direct_minutes: Annotated[Int, NotNegative] = 2000
 
 
 def _bus_url_or_empty(url: str) -> str:

@@ -8,11 +8,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from itertools import groupby
 
 import aiojobs
 
 from cql.pending import PendingMarks
-from cql.rollups import RollupStore
+from cql.rollups import HourCounts, RollupStore
 from daemon.core.clock import Clock
 from daemon.core.config import RollupConfig
 from daemon.core.events import Event
@@ -64,9 +65,11 @@ class RollupRefresher:
         self._retention_ms = retention_ms
         self._dirty: dict[str, set[int]] = {level.name: set() for level in LEVELS}
         self._ledger = PendingLedger(marks, config.adopt_after, config.concurrency)
+        self._hour_starts: list[HourCounts] = []  # the round's recounted hours, for the listing's hour index
         self._stale_parents: dict[int, int] = {}  # parents made stale by the level being recounted: {period: ttl}
         self._written: OrderedDict[tuple[str, int], Counts] = OrderedDict()
         self._wake = asyncio.Event()
+        self._last_mark = 0.0  # monotonic time of the last stored events, to rest only while a load goes on
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -75,6 +78,7 @@ class RollupRefresher:
         minutes = self._dirty[MINUTE.name]
         before = len(minutes)
         minutes.update(event.ts_ms // MS_PER_MINUTE for event in events if event.country is not None)
+        self._last_mark = time.monotonic()
         if len(minutes) != before:
             self._wake.set()
 
@@ -105,7 +109,8 @@ class RollupRefresher:
             # of shuffled history every minute is dirty again at once, and recounting back to back
             # would take as much of Cassandra as the load itself. Live traffic makes one minute
             # due per minute, so its rounds are short and `interval` rules.
-            await asyncio.sleep(max(self._config.interval, REST_FACTOR * busy))
+            await asyncio.sleep(self._config.interval)
+            await self._rest_while_loading(REST_FACTOR * busy - self._config.interval)
             started = time.monotonic()
             try:
                 await self.refresh()
@@ -116,6 +121,17 @@ class RollupRefresher:
             except Exception:
                 log.exception("rollup refresh failed; will retry")
             busy = time.monotonic() - started
+
+    async def _rest_while_loading(self, seconds: float) -> None:
+        """Sleep up to `seconds`, but only while starts keep arriving: the rest is there to leave a
+        load in progress most of Cassandra, so once no start was stored for `interval` the backlog is
+        recounted at once (totals settle sooner after a backfill)."""
+        deadline = time.monotonic() + seconds
+        while (now := time.monotonic()) < deadline:
+            quiet_at = self._last_mark + self._config.interval
+            if quiet_at <= now:
+                return
+            await asyncio.sleep(min(deadline, quiet_at) - now)  # wakes when the load may have stopped
 
     def _until_next_due(self) -> float | None:
         """Seconds until the earliest dirty period ends (None: nothing waits, or the clock is frozen)."""
@@ -131,10 +147,10 @@ class RollupRefresher:
         async with self._lock:
             self._wake.clear()
             round_us = now_us()  # before any read of this round: marks written later survive its clears
+            started = time.monotonic()
             await self._ledger.adopt(self._dirty, round_us)
             now_ms = self._clock.now_ms()
-            started = time.monotonic()
-            done = []
+            done = [f"marks read ({time.monotonic() - started:.2f}s)"]
             failed = 0
             for level in LEVELS:
                 dirty = self._dirty[level.name]
@@ -144,14 +160,20 @@ class RollupRefresher:
                 self._stale_parents = {}
                 try:
                     failures = await self._recount_all(level, due, now_ms)
+                    if level is HOUR:
+                        failures += await self._write_hour_starts()
                 except asyncio.CancelledError:
                     dirty.update(due)  # a cancelled round leaves them for the final refresh (recounting is idempotent)
                     raise
                 dirty.update(failures)
                 await self._ledger.settle(level, set(due).difference(failures), self._stale_parents, round_us)
                 failed += len(failures)
-                done.append(f"{len(due) - len(failures)} {level.name}s")
-            log.debug("rollups: recounted %s in %.2fs", ", ".join(done), time.monotonic() - started)
+                done.append(f"{len(due) - len(failures)} {level.name}s ({time.monotonic() - started:.2f}s)")
+            took = time.monotonic() - started
+            # A long round (a backfill's) is worth a line: how long totals stayed pending, and why.
+            log.log(
+                logging.INFO if took > 1 else logging.DEBUG, "rollups: recounted %s in %.2fs", ", ".join(done), took
+            )
             if failed:
                 self._wake.set()  # try again next round; recounting twice is harmless
                 raise RecountsFailed(f"{failed} rollup recounts failed; they stay dirty")
@@ -165,18 +187,28 @@ class RollupRefresher:
         failed: list[int] = []
         first_error: list[BaseException] = []
 
-        async def recount(period: int) -> None:
+        async def recount(group: list[int]) -> None:
             try:
-                await self._recount(level, period, now_ms)
+                if level is MINUTE:
+                    await self._recount_minutes(group, now_ms)
+                else:
+                    await self._recount(level, group[0], now_ms)
             except Exception as exc:  # counted and retried next round; never the scheduler's business
-                failed.append(period)
+                failed.extend(group)
                 if not first_error:
                     first_error.append(exc)
 
+        # The minutes of one hour are read in one request and their rollup rows (one partition)
+        # written in a batch or a few: a backfill's recounts cost a few requests per hour, not two
+        # per minute. Coarser periods are recounted one by one (one partition read each).
+        if level is MINUTE:
+            groups = [list(group) for _, group in groupby(periods, key=MINUTE.bucket_of)]
+        else:
+            groups = [[period] for period in periods]
         scheduler = aiojobs.Scheduler(limit=self._config.concurrency, pending_limit=PENDING, wait_timeout=None)
         try:
-            for period in periods:
-                await scheduler.spawn(recount(period))  # waits while PENDING recounts are queued
+            for group in groups:
+                await scheduler.spawn(recount(group))  # waits while PENDING recounts are queued
             await scheduler.wait_and_close()
         finally:
             await scheduler.close()  # cancelled mid-round: stop the recounts still running
@@ -184,14 +216,31 @@ class RollupRefresher:
             log.warning("rollups: %d %s recounts failed, the first with %r", len(failed), level.name, first_error[0])
         return failed
 
+    def _ttl(self, level: Level, period: int, now_ms: int) -> int:
+        """Seconds the period's row must live, by the service clock (<= 0: expired, no window can hold it)."""
+        return (level.end_ms_of(period) + self._retention_ms - now_ms) // 1000
+
+    async def _recount_minutes(self, minutes: list[int], now_ms: int) -> None:
+        """Recount minutes of one hour from their raw rows; write the changed ones together."""
+        ttls = {minute: ttl for minute in minutes if (ttl := self._ttl(MINUTE, minute, now_ms)) > 0}
+        if not ttls:
+            return
+        counted = await self._store.count_minutes(list(ttls))
+        changed = {
+            minute: (counts, ttls[minute])
+            for minute, counts in counted.items()
+            if self._written.get((MINUTE.name, minute)) != _frozen(counts)  # unchanged: nothing above is stale
+        }
+        if changed:
+            await self._store.write_many(MINUTE, changed)
+        for minute, (counts, _) in changed.items():
+            self._remember(MINUTE, minute, _frozen(counts), now_ms)
+
     async def _recount(self, level: Level, period: int, now_ms: int) -> None:
-        ttl = (level.end_ms_of(period) + self._retention_ms - now_ms) // 1000  # by the service clock
+        ttl = self._ttl(level, period, now_ms)
         if ttl <= 0:
             return  # expired: no window can hold it
-        if level is MINUTE:
-            counts = await self._store.count_minute(period)
-        else:
-            counts = await self._store.sum_partition(finer(level), period)
+        counts = await self._store.sum_partition(finer(level), period)
         key, value = (level.name, period), _frozen(counts)
         previous = self._written.get(key)
         if previous == value:
@@ -199,9 +248,30 @@ class RollupRefresher:
         await self._store.write(level, period, counts, ttl)
         if level is HOUR:
             # Countries whose count this process has not written yet (every one after a restart),
-            # one write at a time: the recounts around this one already keep `concurrency` in flight.
-            changed = dict(set(value) - set(previous or ()))
-            await self._store.write_hour_starts(period, changed, ttl, concurrency=1)
+            # written for all the round's hours at once (`_write_hour_starts`).
+            self._hour_starts.append((period, dict(set(value) - set(previous or ())), ttl))
+        self._remember(level, period, value, now_ms)
+
+    async def _write_hour_starts(self) -> list[int]:
+        """Copy the round's changed hour counts into the listing's hour index, grouped by country;
+        returns the hours whose copy failed (recounted and copied again next round)."""
+        rows, self._hour_starts = self._hour_starts, []
+        if not rows:
+            return []
+        try:
+            await self._store.write_hour_starts(rows, self._config.concurrency)
+        except BaseException as exc:
+            for hour, _, _ in rows:  # forget them as written, or the next recount would skip the copy
+                self._written.pop((HOUR.name, hour), None)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("rollups: hour index counts of %d hours not written (%r); retried next round", len(rows), exc)
+            return [hour for hour, _, _ in rows]
+        return []
+
+    def _remember(self, level: Level, period: int, value: Counts, now_ms: int) -> None:
+        """A recount of `period` was written: skip rewriting the same counts, and make its parent stale."""
+        key = (level.name, period)
         self._written[key] = value
         self._written.move_to_end(key)
         while len(self._written) > WRITTEN_CACHE:
@@ -209,7 +279,7 @@ class RollupRefresher:
         if level.parent is not None:
             parent = level.bucket_of(period)  # the parent period holding this one
             self._dirty[level.parent.name].add(parent)
-            self._stale_parents[parent] = (level.parent.end_ms_of(parent) + self._retention_ms - now_ms) // 1000
+            self._stale_parents[parent] = self._ttl(level.parent, parent, now_ms)
 
     async def close(self, timeout: float) -> None:
         """Stop the loop, then recount what is still dirty, ended or not (bounded by `timeout`)."""
