@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -28,7 +28,8 @@ ROUTE = web.RequestKey("route", str)  # route_of(request), for the access log
 def request_id_of(request: web.BaseRequest) -> str:
     """The client's X-Request-Id if sane, else a new one."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex at a seventh of its cost (no UUID object).
+    return incoming if _SANE_REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
 
 
 def route_of(request: web.Request) -> str:
