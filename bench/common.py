@@ -450,6 +450,8 @@ class DaemonSpec:
             PSS_SERVER_HOST=LOOPBACK,
             PSS_SERVER_PORT=str(self.port),
             PSS_CLOCK_NOW=DEMO_NOW,
+            # Metrics on, as in production, on a port of its own: benches run several daemons at once.
+            PSS_METRICS_PORT=str(free_port()),
             PYTHONUNBUFFERED="1",
         )
         env.update(self.env)

@@ -17,6 +17,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, SimpleStatement, Statement, tuple_factory
 
 from cql.driver_internals import next_paging_state, release
+from cql.error_kinds import count_error
 from daemon.core.config import CassandraConfig
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ class Database:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.cluster.shutdown)
+
+    def hosts(self) -> tuple[int, int]:
+        """(hosts the driver knows, hosts it considers up); cheap, read on every metrics scrape."""
+        hosts = self.cluster.metadata.all_hosts()
+        return len(hosts), sum(1 for host in hosts if host.is_up)
 
     async def prepare(self, query: str) -> PreparedStatement:
         return await asyncio.to_thread(self.session.prepare, query)
@@ -155,6 +161,7 @@ async def _await_response(response: ResponseFuture) -> Any:
         _call_soon(loop, _resolve, future, rows, None)
 
     def on_error(exc: BaseException) -> None:
+        count_error(exc)
         _call_soon(loop, _resolve, future, None, exc)
 
     response.add_callbacks(on_result, on_error)
@@ -233,6 +240,7 @@ class _WritePump:
             try:
                 response = self._session.execute_async(self._statements[index])
             except Exception as exc:  # raised synchronously when the session is shut down
+                count_error(exc)
                 self._finish(index, exc)
                 continue
             self._in_flight[index] = response  # before add_callbacks, which may call back at once
@@ -242,6 +250,7 @@ class _WritePump:
         self._finish(index, None)
 
     def _on_error(self, exc: BaseException, index: int) -> None:
+        count_error(exc)
         self._finish(index, exc)
 
     def _finish(self, index: int, error: BaseException | None) -> None:

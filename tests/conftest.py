@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import secrets
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,10 @@ from daemon.core.config import Config, load_config
 from daemon.core.config import replace as replace_config
 
 DEMO_NOW = "2016-12-01T00:00:00Z"
+
+# Tests run many daemons at once, in this process and as children: config.toml's fixed metrics port would collide.
+# Off unless a test turns it on (tests/test_metrics.py, with a free port).
+os.environ.setdefault("PSS_METRICS_PORT", "0")
 
 AiohttpClient = Callable[..., Awaitable[TestClient]]
 
@@ -230,6 +236,20 @@ def unused_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port in 20000..31999")
+
+
+def wait_ready(port: int, timeout: float = 60.0) -> None:
+    """Until a `python -m daemon serve` child on `port` answers /readyz with 200 (blocking: tests run it as is)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as ready:
+                if ready.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"the daemon on port {port} did not become ready"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

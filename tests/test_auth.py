@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, start
@@ -100,6 +101,11 @@ def bearer(token: Token | str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def refused(scope: str, status: int) -> float:
+    """pss_refused_requests_total for a scope and status (the process-wide registry the app records in)."""
+    return REGISTRY.get_sample_value("pss_refused_requests_total", {"scope": scope, "status": str(status)}) or 0.0
+
+
 KeyedClient = Callable[..., Awaitable[TestClient]]
 
 
@@ -119,6 +125,7 @@ async def test_with_keys_each_route_needs_a_valid_key_of_its_scope(
     ingest, read = await create_key(key_store, Scope.INGEST), await create_key(key_store, Scope.READ)
     client = await keyed_client()
     event = [start(new_player(), str(uuid.uuid4()), "2016-11-30T10:00:00")]
+    refused_before = {status: refused("ingest", status) for status in (401, 403)}
 
     missing = await post_events(client, event)
     assert missing.status == 401
@@ -131,6 +138,8 @@ async def test_with_keys_each_route_needs_a_valid_key_of_its_scope(
     assert wrong_scope.status == 403
     assert "this route needs ingest" in (await wrong_scope.json())["error"]
     assert (await post_events(client, event, **bearer(ingest))).status == 200
+    assert refused("ingest", 401) - refused_before[401] == 3
+    assert refused("ingest", 403) - refused_before[403] == 1
 
     assert (await client.get("/v1/session-starts?hours=24")).status == 401
     assert (await client.get("/v1/session-starts?hours=24", headers=bearer(ingest))).status == 403
@@ -191,6 +200,7 @@ async def test_events_over_the_keys_rate_are_429_and_nothing_of_them_is_stored(
 ) -> None:
     ingest, read = await create_key(key_store, Scope.INGEST), await create_key(key_store, Scope.READ)
     client = await keyed_client(ingest_events_per_second=1, ingest_burst_events=100)
+    refused_before = refused("ingest", 429)
     player = new_player()
     events = [start(player, str(uuid.uuid4()), f"2016-11-30T10:{i // 60:02d}:{i % 60:02d}") for i in range(150)]
     # Bigger than the bucket, sent on a full bucket: through, leaving the key 20 events in debt.
@@ -199,6 +209,7 @@ async def test_events_over_the_keys_rate_are_429_and_nothing_of_them_is_stored(
     limited = await post_events(client, events[120:], **bearer(ingest))
     assert limited.status == 429
     assert int(limited.headers["Retry-After"]) >= 20
+    assert refused("ingest", 429) - refused_before == 1
     rows = cassandra_admin.execute(
         f"SELECT session_id FROM {isolated_keyspace}.sessions_by_player WHERE player_id = %s", (player,)
     )
@@ -212,6 +223,7 @@ async def test_a_batch_larger_than_what_is_left_in_the_bucket_is_429_after_parsi
 ) -> None:
     ingest = await create_key(key_store, Scope.INGEST)
     client = await keyed_client(ingest_events_per_second=1, ingest_burst_events=100)
+    limited_before = REGISTRY.get_sample_value("pss_events_total", {"outcome": "rate_limited"}) or 0
     player = new_player()
     events = [start(player, str(uuid.uuid4()), f"2016-11-30T11:00:{i:02d}") for i in range(60)]
     assert (await post_events(client, events[:30], **bearer(ingest))).status == 200
@@ -220,6 +232,7 @@ async def test_a_batch_larger_than_what_is_left_in_the_bucket_is_429_after_parsi
     too_many = await post_events(client, events, **bearer(ingest))  # 60 wanted, ~40 left
     assert too_many.status == 429
     assert "60 events" in (await too_many.json())["error"]
+    assert REGISTRY.get_sample_value("pss_events_total", {"outcome": "rate_limited"}) - limited_before == 60
     rows = cassandra_admin.execute(
         f"SELECT session_id FROM {isolated_keyspace}.sessions_by_player WHERE player_id = %s", (player,)
     )

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, start, unused_port
+from prometheus_client import REGISTRY
 
 from daemon.core.config import BusConfig
 from daemon.core.events import Event
@@ -242,6 +243,7 @@ async def test_a_replica_stopping_leaves_the_others_clients_alone(pair: list[Tes
 async def test_with_redis_unreachable_from_the_start_the_daemon_runs_on_its_own(
     shared_keyspace: str, aiohttp_client: AiohttpClient
 ) -> None:
+    down_before = REGISTRY.get_sample_value("pss_live_bus_errors_total", {"kind": "down"}) or 0.0
     (solo,) = await replicas(
         aiohttp_client, shared_keyspace, f"redis://127.0.0.1:{unused_port()}/0", "pss:starts", count=1
     )
@@ -250,6 +252,7 @@ async def test_with_redis_unreachable_from_the_start_the_daemon_runs_on_its_own(
     assert await sessions(ws, 2) == posted
     bus = (await readiness(solo))["live_bus"]
     assert bus["state"] == "down" and "Connect" in bus["error"], bus
+    assert (REGISTRY.get_sample_value("pss_live_bus_errors_total", {"kind": "down"}) or 0.0) > down_before  # metric
     await ws.close()
 
 

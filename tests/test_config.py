@@ -48,6 +48,13 @@ def test_the_checked_in_config_loads_with_the_demo_clock() -> None:
     assert config.cassandra.replication_class == "SimpleStrategy"
 
 
+def test_the_checked_in_config_serves_metrics_on_loopback_only() -> None:
+    config = load_config(REPO_CONFIG, environ={})
+    assert (config.metrics.host, config.metrics.port) == ("127.0.0.1", 9108)
+    assert config.log.format == "text"
+    assert load_config(REPO_CONFIG, environ={"PSS_METRICS_PORT": "0"}).metrics.port == 0  # 0 = no listener
+
+
 def test_environment_overrides_every_kind_of_value() -> None:
     config = load_config(
         REPO_CONFIG,
@@ -175,7 +182,7 @@ def test_every_key_has_an_environment_name() -> None:
         for section, field in Config.model_fields.items()
         for key in field.annotation.model_fields  # type: ignore[union-attr]
     }
-    assert len(names) == 68
+    assert len(names) == 71
     assert {"PSS_INGEST_MAX_QUEUED_EVENTS", "PSS_CASSANDRA_CONTACT_POINTS", "PSS_CLOCK_NOW"} <= names
     # Each name reaches its key: a changed value of the right kind comes through.
     valid_text = {
@@ -184,6 +191,7 @@ def test_every_key_has_an_environment_name() -> None:
         "consistency": "ONE",
         "now": "2020-01-01",
         "bus": "redis://127.0.0.1:6390/0",
+        "format": "json",
     }
     for name in names:
         section, key = name.removeprefix(ENV_PREFIX).lower().split("_", 1)
@@ -328,6 +336,9 @@ RANGE_ERRORS = [
     ("PSS_LIVE_BUS_BUFFER", "0", "live.bus_buffer: must be at least 1"),
     ("PSS_LIVE_DEDUP_WINDOW", "0", "live.dedup_window: must be at least 1"),
     ("PSS_BUS_PORT", "65536", "bus.port: must be 1..65535"),
+    ("PSS_METRICS_PORT", "65536", "metrics.port: must be 0 (off) or 1..65535"),
+    ("PSS_METRICS_PORT", "-1", "metrics.port: must be 0 (off) or 1..65535"),
+    ("PSS_LOG_FORMAT", "xml", 'log.format: must be "text" or "json"'),
     ("PSS_BUS_START_TIMEOUT", "0", "bus.start_timeout: must be positive"),
     ("PSS_CLOCK_NOW", "soon", "clock.now: not an ISO-8601 timestamp: 'soon'"),
     ("PSS_CLOCK_NOW", " ", "clock.now: empty timestamp"),

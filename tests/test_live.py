@@ -15,6 +15,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, new_player, post_events, start
+from prometheus_client import REGISTRY
 
 from daemon.core.config import Config, LiveConfig
 from daemon.core.events import Event
@@ -307,12 +308,14 @@ async def test_a_burst_beyond_the_queue_is_reported_as_lagged(live_client: TestC
     ws = await connect(live_client)
     hub = hub_of(live_client)
     burst = starts("FI", "SE", "FI", "SE", "FI", "EE")
+    dropped_before = counted("pss_live_dropped_starts_total")
     with sockets_behind():
         hub.publish(burst)
     kept = await receive_starts(ws, QUEUE_SIZE)
     assert [message["session_id"] for message in kept] == [str(event.session_id) for event in burst[:QUEUE_SIZE]]
     assert await receive(ws) == {"type": "lagged", "dropped": 4, "countries": {"EE": 1, "FI": 2, "SE": 1}}
     assert hub.dropped == 4
+    assert counted("pss_live_dropped_starts_total") - dropped_before == 4  # the metric (process-wide)
     after = starts("NO")
     hub.publish(after)
     assert (await receive_starts(ws, 1))[0]["session_id"] == str(after[0].session_id)
@@ -336,9 +339,11 @@ async def test_dropping_beyond_the_limit_closes_with_4000(live_client: TestClien
     ws = await connect(live_client)
     other = await connect(live_client, "?countries=SE")
     hub = hub_of(live_client)
+    evicted_before = counted("pss_live_evicted_clients_total")
     with sockets_behind():
         hub.publish(starts(*["FI"] * (QUEUE_SIZE + LAG_LIMIT + 1)))
     assert hub.evicted == 1 and hub.connections == 1
+    assert counted("pss_live_evicted_clients_total") - evicted_before == 1
     message = await ws.receive(timeout=RECEIVE_TIMEOUT)
     assert message.type is WSMsgType.CLOSE and message.data == LAGGING
     assert message.extra and "lagging" in message.extra
@@ -497,3 +502,8 @@ async def test_a_stored_start_reaches_the_subscribers_of_its_country(client: Tes
     with pytest.raises(asyncio.TimeoutError):  # published before the 200: nothing else is coming
         await ws.receive(timeout=0.3)
     await ws.close()
+
+
+def counted(name: str) -> float:
+    """A process-wide counter's value now (pss_live_* in daemon/core/metrics.py)."""
+    return REGISTRY.get_sample_value(name) or 0.0

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import AiohttpClient, config_for, new_player, post_events, session_pair
+from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, wait_ready
 
 from daemon.rollups import ledger
 from web.app import create_app
@@ -86,16 +86,7 @@ async def test_a_killed_replicas_pending_recounts_are_adopted_by_another(
     )
     events = history(60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as ready:
-                    if ready.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the replica did not become ready"
-            time.sleep(0.2)
+        wait_ready(port)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/events", data=orjson.dumps(events),
             headers={"Content-Type": "application/json"},

@@ -6,10 +6,11 @@ from aiohttp import web
 
 from daemon.core.clock import Clock
 from daemon.core.config import Config
-from web import compat, contract, health, ingest, live, queries, series
+from web import compat, contract, health, ingest, live, observe, queries, series
 from web.auth import require_keys
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
+from web.metrics import metrics_ctx
 from web.protocol_log import quiet_client_errors
 from web.resources import (
     access_ctx,
@@ -35,6 +36,8 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     app.cleanup_ctx.extend(
         [cassandra_ctx, access_ctx, live_hub_ctx, live_bus_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx]
     )
+    app.cleanup_ctx.append(metrics_ctx)  # last: it reads the others' state, and stops first
+    observe.setup(app)  # request ids, log context and request metrics around every handler
     app.on_shutdown.append(close_live_connections)
     health.setup_routes(app)
     ingest.setup_routes(app)

@@ -12,15 +12,14 @@ from aiohttp.typedefs import Handler
 from daemon.auth.access import Access, retry_after
 from daemon.auth.keyring import Refusal
 from daemon.auth.tokens import Scope
+from daemon.core.metrics import Outcome, count_events, count_refusal
 from web.errors import json_error
-from web.keys import ACCESS
+from web.keys import ACCESS, KEY_ID
 
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/", "/static/{filename}", "/openapi.json"})
 INGEST_ROUTES = frozenset({"/v1/events", "/add/{n}"})
 # Browsers cannot set headers on a websocket, so the feed also takes `?token=` (never logged: see web.accesslog).
 TOKEN_PARAM_ROUTES = frozenset({"/v1/live"})
-KEY_ID: web.RequestKey[str | None] = web.RequestKey("key_id")
-"""request[KEY_ID]: the id of the key that authorised the request (None when anonymous), for logs."""
 
 
 def route_scope(request: web.Request) -> Scope | None:
@@ -49,12 +48,14 @@ async def require_keys(request: web.Request, handler: Handler) -> web.StreamResp
     access = request.app[ACCESS]
     verdict = access.ring.check(presented_token(request), scope)
     if isinstance(verdict, Refusal):
+        count_refusal(scope.value, verdict.status)
         headers = {"WWW-Authenticate": 'Bearer realm="player-session-service"'} if verdict.status == 401 else None
         return json_error(verdict.status, verdict.reason, headers=headers)
-    request[KEY_ID] = verdict.key_id
-    if verdict.key_id is not None:
+    if verdict.key_id is not None:  # None: no keys exist, anonymous access
+        request[KEY_ID] = verdict.key_id
         refused = _over_limit(access, scope, verdict.key_id)
         if refused is not None:
+            count_refusal(scope.value, refused.status)
             return refused
     return await handler(request)
 
@@ -75,7 +76,11 @@ def charge_events(request: web.Request, events: int) -> web.Response | None:
     key_id = request.get(KEY_ID)
     bucket = request.app[ACCESS].ingest.bucket(key_id) if key_id else None
     wait = bucket.take(events) if bucket is not None else 0.0
-    return too_many(key_id, wait, f"{events} events") if wait else None
+    if not wait:
+        return None
+    count_refusal(Scope.INGEST.value, 429)
+    count_events(Outcome.RATE_LIMITED, events)
+    return too_many(key_id, wait, f"{events} events")
 
 
 def too_many(key_id: str | None, wait: float, what: str = "requests") -> web.Response:

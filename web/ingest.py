@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from daemon.core.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
+from daemon.core.metrics import Outcome, count_events
 from daemon.ingest.admission import Overloaded
 from daemon.ingest.errors import ShuttingDown, StorageUnavailable
 from web.auth import charge_events
@@ -47,15 +48,21 @@ async def post_events(request: web.Request) -> web.StreamResponse:
 
 async def store_intake(app: web.Application, intake: Intake) -> web.Response:
     """Wait for the accepted events to be durable; 200, or 400 when some were rejected; 503 if not stored."""
+    count_events(Outcome.DISCARDED, intake.discarded)
+    count_events(Outcome.REJECTED, len(intake.rejected))
     try:
         await app[PIPELINE].submit(intake.accepted)
     except Overloaded:
+        count_events(Outcome.OVERLOADED, len(intake.accepted))
         return _unavailable("ingest queues are full; retry shortly", RETRY_AFTER_OVERLOADED)
     except StorageUnavailable as exc:
+        count_events(Outcome.FAILED, len(intake.accepted))
         log.warning("ingest: %d events not stored: %s", len(intake.accepted), exc)
         return _unavailable(f"Cassandra did not acknowledge the writes: {exc}", RETRY_AFTER_UNAVAILABLE)
     except ShuttingDown as exc:
+        count_events(Outcome.FAILED, len(intake.accepted))
         return _unavailable(str(exc), RETRY_AFTER_UNAVAILABLE)
+    count_events(Outcome.ACCEPTED, len(intake.accepted))
     return json_response(intake.summary(), status=400 if intake.rejected else 200)
 
 

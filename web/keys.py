@@ -31,3 +31,9 @@ LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_BUS = web.AppKey("live_bus", LiveBus)  # only with live.bus set
 PIPELINE = web.AppKey("pipeline", Pipeline)
 COMPAT_FEED = web.AppKey("compat_feed", CompatFeed)
+
+# Per-request state. REQUEST_ID: set for every request by web/observe.py (also the X-Request-Id answer header).
+# KEY_ID: the id of the API key a request was allowed with, set by the auth check; the access log shows it (never
+# the token or its secret), "-" when unset.
+REQUEST_ID = web.RequestKey("request_id", str)
+KEY_ID = web.RequestKey("key_id", str)

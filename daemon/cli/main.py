@@ -11,6 +11,7 @@ from pathlib import Path
 
 from daemon.core.config import ConfigError, load_config
 from daemon.core.errors import CommandError
+from daemon.core.logs import log_handler
 
 SERVICE_COMMANDS = ("serve", "schema", "rollups", "keys")
 TOOL_COMMANDS = ("node", "cluster", "bus", "gen", "load")
@@ -37,16 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    # After the config, which names the format (log.format); loading it logs nothing.
+    logging.basicConfig(level=args.log_level.upper(), handlers=[log_handler(config.log.format)])
     try:
         return int(args.run(args, config))
     except CommandError as exc:

@@ -36,6 +36,7 @@ def tune_garbage_collector() -> None:
 def run(args: argparse.Namespace, config: Config) -> int:
     from aiohttp import web
 
+    from web.access_log import AccessLogger, access_logger
     from web.app import create_app
 
     tune_garbage_collector()
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         host=server.host,
         port=server.port,
         shutdown_timeout=config.server.shutdown_timeout,
-        access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
+        access_log=access_logger() if args.access_log else None,
+        access_log_class=AccessLogger,
         print=lambda message: log.info("%s", message.strip()),
     )
     return 0

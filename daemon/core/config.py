@@ -212,6 +212,19 @@ class CompatConfig(_Section):
     raw_file: Str = ""
 
 
+class MetricsConfig(_Section):
+    # A listener of its own, on loopback by default: the metrics are never open to the world unless bound elsewhere.
+    host: Str = "127.0.0.1"
+    port: Annotated[Int, check(lambda port: 0 <= port <= 65535, "must be 0 (off) or 1..65535")] = 9108
+
+
+_LOG_FORMATS = ("text", "json")
+
+
+class LogConfig(_Section):
+    format: Annotated[Str, check(lambda name: name in _LOG_FORMATS, 'must be "text" or "json"')] = "text"
+
+
 class Config(BaseSettings):
     # case_sensitive: TOML section names match exactly ([Server] is an unknown key, as before).
     model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=True, env_prefix=ENV_PREFIX)
@@ -227,6 +240,8 @@ class Config(BaseSettings):
     bus: BusConfig = Field(default_factory=BusConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     compat: CompatConfig = Field(default_factory=CompatConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     @classmethod
     def settings_customise_sources(

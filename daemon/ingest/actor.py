@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
@@ -12,6 +13,7 @@ from cassandra.query import Statement
 from daemon.core.clock import Clock
 from daemon.core.config import IngestConfig
 from daemon.core.events import Event
+from daemon.core.metrics import FLUSH_EVENTS, FLUSH_SECONDS, INGEST_WAIT_SECONDS
 from daemon.ingest.admission import Admission
 from daemon.ingest.errors import ShuttingDown, StorageUnavailable
 from daemon.ingest.inbox import Inbox, Parcel
@@ -94,15 +96,21 @@ class Actor:
 
     async def _flush(self, parcels: list[Parcel]) -> None:
         events = [event for parcel in parcels for event in parcel.events]
+        started = time.monotonic()
+        for parcel in parcels:  # a few per flush (one per request and actor), never one per event
+            INGEST_WAIT_SECONDS.observe(started - parcel.arrived)
+        FLUSH_EVENTS.observe(len(events))
         try:
             await self._write(events)
         except asyncio.CancelledError:
             settle(parcels, ShuttingDown("shutdown interrupted the write"), self._admission)
             raise
         except Exception as exc:  # reported to the waiting requests, never dropped
+            FLUSH_SECONDS.observe(time.monotonic() - started)
             log.warning("actor %d: flush of %d events failed: %s", self.index, len(events), exc)
             settle(parcels, exc, self._admission)
             return
+        FLUSH_SECONDS.observe(time.monotonic() - started)
         self._notify(events)  # before the acknowledgement, so what a client was told is stored is also marked
         settle(parcels, None, self._admission)
 

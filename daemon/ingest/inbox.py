@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from daemon.core.events import Event
 
@@ -49,10 +50,12 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class Parcel:
-    """Events of one request bound for one actor, with the ticket to report to."""
+    """Events of one request bound for one actor, with the ticket to report to and when the request arrived
+    (time.monotonic(), before admission: how long its events waited for their write is a metric)."""
 
     events: Sequence[Event]
     ticket: Ticket
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class Inbox:

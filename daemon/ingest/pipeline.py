@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import zlib
 from collections.abc import Sequence
 
@@ -63,6 +64,7 @@ class Pipeline:
         """
         if not events:
             return
+        arrived = time.monotonic()
         await self._admission.acquire(len(events), self.config.queue_wait)
         by_actor: list[list[Event]] = [[] for _ in self._actors]
         for event in events:
@@ -70,7 +72,7 @@ class Pipeline:
         ticket = Ticket()
         step = self.config.flush_events
         parcels = [
-            (actor, Parcel(routed[offset : offset + step], ticket))
+            (actor, Parcel(routed[offset : offset + step], ticket, arrived))
             for actor, routed in zip(self._actors, by_actor, strict=True)
             for offset in range(0, len(routed), step)
         ]

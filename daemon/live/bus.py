@@ -25,6 +25,7 @@ from typing import Any
 
 from daemon.core.config import LiveConfig
 from daemon.core.events import Event
+from daemon.core.metrics import count_live_bus_error
 from daemon.live.busstate import BusState
 from daemon.live.dedup import RecentIds
 from daemon.live.held import HeldStarts
@@ -154,6 +155,7 @@ class LiveBus:
                 self._went_down(exc)  # which hands the batches in flight to the hub
                 self._not_sent()  # and they are not retried: stale starts help nobody
             except Exception as exc:  # Redis refused (out of memory, the key holds another type), or a bug
+                count_live_bus_error("append")
                 self._warn("append", "live bus: appending to %s failed: %s: %s", self._stream, type(exc).__name__, exc)
                 self._not_sent()
             else:
@@ -207,6 +209,7 @@ class LiveBus:
                 try:
                     starts.extend(decode_starts(fields[FIELD]))
                 except (KeyError, ValueError) as exc:
+                    count_live_bus_error("entry")
                     self._warn("entry", "live bus: skipped entry %s of %s: %s", self._position, self._stream, exc)
         self.received += len(starts)
         self._feed(starts)
@@ -233,6 +236,7 @@ class LiveBus:
         one `RecentIds` window keyed by session id, so each start reaches a client once.
         """
         self._reconnect = True
+        count_live_bus_error("down")
         if not self.state.change("down", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__):
             return
         log.warning("live bus: Redis unreachable (%s): this replica's clients get only its own starts until it is back",

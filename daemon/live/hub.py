@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 from daemon.core.events import Event
+from daemon.core.metrics import LIVE_DROPPED_STARTS, LIVE_EVICTED
 from daemon.live.closecodes import GOING_AWAY, LAGGING, NORMAL_CLOSURE
 from daemon.live.frames import text_frame
 from daemon.live.messages import start_message
@@ -148,12 +149,14 @@ class LiveHub:
         dropped = subscriber.deliver(selection)
         if dropped:
             self.dropped += dropped
+            LIVE_DROPPED_STARTS.inc(dropped)
             if subscriber.debt > self.lag_limit:
                 self._evict(subscriber)
 
     def _evict(self, subscriber: Subscriber) -> None:
         del self._subscribers[subscriber.id]
         self.evicted += 1
+        LIVE_EVICTED.inc()
         reason = f"lagging: dropped more than {self.lag_limit} starts without catching up"
         log.warning("live: %s closed: %s (%d connections)", subscriber, reason, len(self._subscribers))
         subscriber.shut(LAGGING, reason)

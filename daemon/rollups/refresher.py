@@ -72,6 +72,7 @@ class RollupRefresher:
         self._last_mark = 0.0  # monotonic time of the last stored events, to rest only while a load goes on
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._caught_up = time.monotonic()  # start of the last round that recounted every due period (monotonic)
 
     def mark(self, events: Sequence[Event]) -> None:
         """Listener for stored events: remember the minutes of their starts."""
@@ -90,6 +91,13 @@ class RollupRefresher:
     @property
     def pending(self) -> int:
         return sum(map(len, self._dirty.values()))
+
+    @property
+    def lag(self) -> float:
+        """Seconds since the start of the last round that recounted every due period: starts stored before then
+        are in the rollups. An idle refresher still runs a round every `poll` + `interval`, so this stays about
+        that small unless recounts fail or take long."""
+        return time.monotonic() - self._caught_up
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rollup-refresher")
@@ -146,6 +154,7 @@ class RollupRefresher:
         """Recount every dirty period that has ended (or all of them), finest level first."""
         async with self._lock:
             self._wake.clear()
+            round_started = time.monotonic()
             round_us = now_us()  # before any read of this round: marks written later survive its clears
             started = time.monotonic()
             await self._ledger.adopt(self._dirty, round_us)
@@ -177,6 +186,7 @@ class RollupRefresher:
             if failed:
                 self._wake.set()  # try again next round; recounting twice is harmless
                 raise RecountsFailed(f"{failed} rollup recounts failed; they stay dirty")
+            self._caught_up = round_started
 
     async def _recount_all(self, level: Level, periods: list[int], now_ms: int) -> list[int]:
         """Recount `periods` with at most `concurrency` in flight; return the ones that failed.
