@@ -19,6 +19,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import DEMO_NOW, AiohttpClient, new_player, post_events, start
+from relay import Relay
 
 from daemon.core.config import Config
 from daemon.core.instants import parse_instant
@@ -511,3 +512,50 @@ async def test_player_view_matches_the_sessions_endpoint(served: TestClient, pag
     )
     assert await page.evaluate('document.getElementById("player-box").hidden')
     assert await unexpected_problems(page, served) == []
+
+
+# --- Cassandra unavailable ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    async with Relay.to_node() as relay:
+        yield relay
+
+
+@pytest.fixture
+async def served_via_relay(
+    relay: Relay, shared_keyspace: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
+) -> TestClient:
+    """The app reaching Cassandra through `relay` (requested first, so it closes after the app)."""
+    return await aiohttp_client(await aiohttp_server(create_app(relay.config(shared_keyspace))))
+
+
+@pytest.mark.timeout(180)
+async def test_cassandra_unavailable_is_shown_then_recovers(
+    served_via_relay: TestClient, relay: Relay, page: Page
+) -> None:
+    client = served_via_relay
+    player = new_player()
+    await post_starts(client, ["FI"], "2016-11-30T23:40:00")
+    await open_dashboard(page, client)
+    assert await page.wait_for('document.getElementById("totals-note").dataset.state === "fresh"', 10)
+
+    relay.freeze()
+    # The read routes answer 503 + Retry-After instead of a 500 ...
+    response = await client.get(f"/v1/players/{player}/sessions")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await response.json())["error"].startswith("Cassandra unavailable")
+    # ... and each card says so instead of going blank.
+    await page.evaluate(f'document.getElementById("player-id").value = "{player}"')
+    await page.evaluate('document.getElementById("player-form").requestSubmit()')
+    assert await page.wait_for('document.getElementById("player-state").dataset.state === "unavailable"', 15)
+    assert (await page.evaluate(text_of("player-state"))).startswith("Cassandra is unavailable")
+    assert await page.wait_for('document.getElementById("totals-note").dataset.state === "unavailable"', 15)
+    await screenshots(page, "dashboard-unavailable")
+
+    relay.thaw()  # the totals card retries by itself and shows numbers again
+    assert await page.wait_for('document.getElementById("totals-note").dataset.state === "fresh"', 60)
+    await page.evaluate('document.getElementById("player-form").requestSubmit()')
+    assert await page.wait_for('document.getElementById("player-state").dataset.state === "empty"', 30)

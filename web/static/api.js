@@ -76,7 +76,7 @@ export function describe(error, what) {
     case "unauthorized":
       return `Not authorized to read ${what}: enter a read key above.`;
     case "unavailable":
-      return `Cassandra is unavailable, so ${what} cannot be read right now (${error.message}). Retrying…`;
+      return `Cassandra is unavailable, so ${what} cannot be read right now. Retrying…`;
     case "network":
       return `Could not reach the daemon for ${what}: ${error.message}. Retrying…`;
     default:

@@ -253,7 +253,8 @@ async function refreshTotals() {
     renderTotals(body);
   } catch (error) {
     if (request !== totalsRequest) return;
-    showState($("totals-note"), error.kind, describe(error, "the stored totals"));
+    const stale = $("totals-total").textContent === "–" ? "" : " The figures above are the last answer.";
+    showState($("totals-note"), error.kind, describe(error, "the stored totals") + stale);
     if (error.kind === "unauthorized") return; // the key form reloads everything
     delay = error.retryAfter ? error.retryAfter * 1000 : TOTALS_REFRESH_MS;
   }
