@@ -502,10 +502,16 @@ async def test_player_view_matches_the_sessions_endpoint(served: TestClient, pag
     assert [row[3].split(" ")[0] for row in rows] == [session["country"] for session in sessions]
     await screenshots(page, "dashboard-player")
 
-    # A player with no sessions gets a sentence, not an empty table.
+    # A player with no sessions gets a sentence, not an empty table; while the answer is awaited, "Loading…"
+    # (set in the same task as the submit, so this reads it before any answer can arrive).
     stranger = new_player()
     await page.evaluate(f'document.getElementById("player-id").value = "{stranger}"')
-    await page.evaluate('document.getElementById("player-form").requestSubmit()')
+    assert (
+        await page.evaluate(
+            '(document.getElementById("player-form").requestSubmit(), document.getElementById("player-state").textContent)'
+        )
+        == "Loading…"
+    )
     assert await page.wait_for('document.getElementById("player-state").dataset.state === "empty"', 10)
     assert await page.evaluate(text_of("player-state")) == (
         f"Player {stranger} has no complete sessions in the retention period."

@@ -69,7 +69,7 @@ export async function refreshChart() {
   let delay = REFRESH_MS;
   try {
     const body = await getJson(path, { signal: controller.signal });
-    view.model = seriesModel(body, view.countries ? "named" : "top");
+    view.model = view.countries ? seriesModel(body, "named") : seriesModel(body, "top", TOP);
     $("chart").dataset.source = path;
     draw();
   } catch (error) {

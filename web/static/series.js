@@ -5,14 +5,14 @@ const STEP_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
 // How live starts for countries outside the chart's keys are counted, to match what the endpoint will say.
 //   "named": only the chosen countries are in the answer; others are not counted at all.
-//   "top":   the top N plus "other"; a country outside them is counted in "other".
-//   "all":   every country with a start is a key; a new one gets a key of its own.
-export function seriesModel(body, mode) {
+//   "top":   the top `top` plus "other"; a new country gets a key of its own while there are fewer than `top`
+//            (the endpoint would list it), else it is counted in "other". The default top is every country.
+export function seriesModel(body, mode, top = Infinity) {
   const stepMs = STEP_MS[body.step];
   if (!stepMs) throw new Error(`unknown step ${JSON.stringify(body.step)}`);
   const periods = body.periods.map((period) => Date.parse(period));
   const counts = new Map(Object.entries(body.series).map(([key, values]) => [key, [...values]]));
-  return { step: body.step, stepMs, periods, counts, mode, from: body.from, to: body.to, settled: body.settled };
+  return { step: body.step, stepMs, periods, counts, mode, top, from: body.from, to: body.to, settled: body.settled };
 }
 
 export function isEmpty(model) {
@@ -37,12 +37,10 @@ export function addStart(model, country, tsMs) {
 function keyFor(model, country) {
   if (model.counts.has(country)) return country;
   if (model.mode === "named") return null;
-  if (model.mode === "top") {
-    if (!model.counts.has("other")) model.counts.set("other", model.periods.map(() => 0));
-    return "other";
-  }
-  model.counts.set(country, model.periods.map(() => 0));
-  return country;
+  const full = model.counts.has("other") || model.counts.size >= model.top;
+  const key = full ? "other" : country;
+  if (!model.counts.has(key)) model.counts.set(key, model.periods.map(() => 0));
+  return key;
 }
 
 function slide(model, shift) {
