@@ -288,7 +288,10 @@ function askForKey(reason) {
     $("auth").hidden = false;
     $("auth-key").focus();
   }
-  if (socket === null) setStatus("unauthorized", "needs a read key");
+  if (socket === null) {
+    clearTimeout(retryTimer); // a countdown would only be refused again
+    setStatus("unauthorized", "needs a read key");
+  }
 }
 
 function useKey(event) {
