@@ -9,7 +9,7 @@ from importlib import resources
 from cql.driver import Database
 from daemon.core.config import CassandraConfig
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 REQUIRED_TABLES = (
     "sessions_by_player",
     "country_starts",
@@ -18,6 +18,7 @@ REQUIRED_TABLES = (
     "rollup_counts",
     "rollup_pending",
     "compat_cursor",
+    "api_keys",
     "schema_version",
 )
 

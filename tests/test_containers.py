@@ -115,7 +115,7 @@ def test_the_cli_works_without_the_tools(tmp_path: Path) -> None:
     )
     assert helped.returncode == 0, helped.stderr
     listed = set(re.findall(r"^    (\w+) ", helped.stdout, re.M))
-    assert listed == {"serve", "schema", "rollups"}, "the image's CLI lists the service commands only"
+    assert listed == {"serve", "schema", "rollups", "keys"}, "the image's CLI lists the service commands only"
 
 
 def test_every_pss_variable_is_a_config_key_with_a_valid_value() -> None:

@@ -8,6 +8,7 @@ import io
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -15,8 +16,9 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from conftest import new_player, session_pair, start
+from conftest import config_for, new_player, session_pair, start
 
+from daemon.core.config import Config
 from web.app import create_app
 
 pytestmark = pytest.mark.cassandra
@@ -123,3 +125,94 @@ async def test_a_client_leaving_mid_body_is_one_quiet_line(served: str, caplog: 
     assert errors == [], [record.getMessage() for record in errors]
     quiet = [record for record in caplog.records if "left before its body" in record.getMessage()]
     assert len(quiet) == 3 and all(record.exc_info is None for record in quiet)
+
+
+# --- slow and hostile clients ---------------------------------------------------------------
+
+
+@asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[tuple[str, int]]:
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield "127.0.0.1", runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+async def trickle(host: str, port: int, stop: asyncio.Event) -> bytes:
+    """A client sending its body one byte every 0.1 s; what the server answered before it hung up."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+    try:
+        while not stop.is_set() and not reader.at_eof():
+            writer.write(b" ")
+            await writer.drain()
+            try:
+                # read(n), not read(): a cancelled read() would drop what it had gathered.
+                first = await asyncio.wait_for(reader.read(65536), 0.1)
+            except TimeoutError:
+                continue
+            return first + await reader.read()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return b""
+
+
+async def test_bodies_trickled_below_the_minimum_rate_are_408_and_others_are_served_meanwhile(
+    shared_keyspace: str,
+) -> None:
+    config = config_for(shared_keyspace, server={"min_body_rate": 1000, "body_grace": 1.0})
+    async with serving(config) as (host, port):
+        stop = asyncio.Event()
+        tricklers = [asyncio.create_task(trickle(host, port, stop)) for _ in range(30)]
+        async with aiohttp.ClientSession() as session:
+            events = [start(new_player(), str(uuid.uuid4()), "2016-11-30T10:00:00")]
+            async with session.post(f"http://{host}:{port}/v1/events", json=events) as answer:
+                assert answer.status == 200
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*tricklers), 20)
+        finally:
+            stop.set()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        assert b"slower than 1000 bytes/s" in answer
+
+
+async def test_a_header_over_the_limit_is_a_400_logged_as_one_quiet_line(served: str, caplog: Any) -> None:
+    host, port = served.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)  # read to EOF: the server closes the connection
+        writer.close()
+    assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer[:100]
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+    quiet = [record for record in caplog.records if "Got more than 8190 bytes" in record.getMessage()]
+    assert len(quiet) == 1 and quiet[0].levelno == logging.INFO and quiet[0].exc_info is None
+    async with aiohttp.ClientSession() as session, session.get(f"{served}/healthz") as healthy:
+        assert healthy.status == 200
+
+
+async def test_a_websocket_flooding_messages_is_closed_with_policy_violation(shared_keyspace: str) -> None:
+    config = config_for(shared_keyspace, live={"message_rate": 2.0, "message_burst": 5})
+    async with serving(config) as (host, port), aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"http://{host}:{port}/v1/live") as ws:
+            for _ in range(50):
+                await ws.send_str('{"action": "subscribe", "countries": ["FI"]}')
+            closing = await asyncio.wait_for(_until_closed(ws), 10)
+        assert ws.close_code == 1008, closing
+        assert "messages a second" in str(closing.extra)
+
+
+async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> aiohttp.WSMessage:
+    while True:  # receive(), not `async for`: iteration ends before yielding the close frame
+        message = await ws.receive()
+        if message.type is aiohttp.WSMsgType.CLOSE:
+            return message
+        if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            raise AssertionError(f"closed without a close frame: {message}")

@@ -7,22 +7,25 @@ from aiohttp import web
 from daemon.core.clock import Clock
 from daemon.core.config import Config
 from web import compat, health, ingest, live, queries
+from web.auth import require_keys
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
-from web.resources import cassandra_ctx, close_live_connections, live_bus_ctx, live_hub_ctx, pipeline_ctx, rollups_ctx
+from web.protocol_log import quiet_client_errors
+from web.resources import access_ctx, cassandra_ctx, close_live_connections, live_bus_ctx, live_hub_ctx, pipeline_ctx, rollups_ctx
 
 
 def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     """Build the app; resources start in `cleanup_ctx` order when the app starts."""
+    quiet_client_errors()
     app = web.Application(
-        middlewares=[json_errors],
+        middlewares=[json_errors, require_keys],
         # The body limit is enforced by the ingest handler after decompression, with a clear 413.
         client_max_size=config.ingest.max_body_bytes,
     )
     app[CONFIG] = config
     app[CLOCK] = clock or Clock.from_setting(config.clock.now)
     app.cleanup_ctx.extend(
-        [cassandra_ctx, live_hub_ctx, live_bus_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx]
+        [cassandra_ctx, access_ctx, live_hub_ctx, live_bus_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx]
     )
     app.on_shutdown.append(close_live_connections)
     health.setup_routes(app)

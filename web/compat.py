@@ -14,6 +14,7 @@ from daemon.compat.rawfile import CompatFeed, RawFile
 from daemon.core.events import is_country_code
 from daemon.core.instants import ms_to_datetime
 from daemon.core.intake import NDJSON, Rules, read_body
+from web.auth import charge_events
 from web.errors import json_response
 from web.ingest import store_intake
 from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS
@@ -43,8 +44,8 @@ async def add_events(request: web.Request) -> web.Response:
             if lines:
                 rules = Rules.of(request.app[CONFIG].ingest, request.app[CLOCK].now_ms(), max_events=MAX_ADD)
                 intake = await asyncio.to_thread(read_body, b"\n".join(lines), NDJSON, rules)
-                stored = await store_intake(request.app, intake)
-                if stored.status == 503:
+                stored = charge_events(request, intake.received) or await store_intake(request.app, intake)
+                if stored.status in (429, 503):
                     return stored  # the position did not move: the next request serves these lines again
             # Stored first, claimed after: a lost race only means these lines were stored twice.
             if await feed.cursor.advance(first, len(lines)):

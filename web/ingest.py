@@ -10,6 +10,7 @@ from aiohttp import web
 from daemon.core.intake import CONTENT_TYPES, BodyError, Intake, Rules, read_body
 from daemon.ingest.admission import Overloaded
 from daemon.ingest.errors import ShuttingDown, StorageUnavailable
+from web.auth import charge_events
 from web.errors import json_error, json_response
 from web.keys import CLOCK, CONFIG, PIPELINE
 
@@ -41,7 +42,7 @@ async def post_events(request: web.Request) -> web.StreamResponse:
             intake = read_body(body, request.content_type, rules)
     except BodyError as exc:
         return json_error(exc.status, str(exc))
-    return await store_intake(request.app, intake)
+    return charge_events(request, intake.received) or await store_intake(request.app, intake)
 
 
 async def store_intake(app: web.Application, intake: Intake) -> web.Response:
@@ -77,13 +78,15 @@ async def read_request_body(request: web.Request, limit: int) -> bytes | web.Str
         answer = json_error(415, f"Content-Encoding {coding!r} is not supported; use one of {supported}")
         answer.force_close()
         return answer
+    server = request.app[CONFIG].server
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=limit, actual_size=request.content_length or limit + 1,
-            text=f"body: larger than {limit} bytes after decompression",
-        ) from None
+        return await read_at_rate(request, limit, server.min_body_rate, server.body_grace)
+    except TimeoutError:
+        answer = json_error(
+            408, f"body: arrived slower than {server.min_body_rate} bytes/s (after {server.body_grace:g} s)"
+        )
+        answer.force_close()
+        return answer
     except web.RequestPayloadError:
         answer = json_error(400, f"body: cannot be decoded as {coding}")
         answer.force_close()
@@ -91,6 +94,27 @@ async def read_request_body(request: web.Request, limit: int) -> bytes | web.Str
     except ConnectionResetError:
         log.info("ingest: client %s left before its body was complete", request.remote)
         return web.Response(status=499)  # never sent: the connection is gone (nginx's "client closed request")
+
+
+async def read_at_rate(request: web.Request, limit: int, min_rate: int, grace: float) -> bytes:
+    """The whole (decompressed) body, as long as it keeps arriving at `min_rate` bytes/s on average after
+    `grace` seconds; else TimeoutError. A client trickling a byte a second would otherwise hold its connection
+    and buffer for as long as it likes. 413 past `limit` bytes."""
+    body = bytearray()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        deadline = started + grace + len(body) / min_rate if min_rate else None
+        async with asyncio.timeout_at(deadline):
+            chunk = await request.content.readany()
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=limit, actual_size=request.content_length or len(body),
+                text=f"body: larger than {limit} bytes after decompression",
+            )
 
 
 def setup_routes(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.driver import Database
+from daemon.auth.access import Access
 from cql.reads import Reads
 from cql.rollups import RollupStore
 from daemon.compat.rawfile import CompatFeed
@@ -16,6 +17,7 @@ from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
 
 CONFIG = web.AppKey("config", Config)
+ACCESS = web.AppKey("access", Access)
 CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 READS = web.AppKey("reads", Reads)

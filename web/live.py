@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from daemon.auth.ratelimit import TokenBucket
 from daemon.core.events import COUNTRY_CODE, is_country_code
+from daemon.live.closecodes import POLICY_VIOLATION
 from daemon.live.subscriber import Subscriber
 from daemon.live.subscriptions import Countries
 from web.keys import CONFIG, LIVE_HUB
@@ -84,9 +86,15 @@ async def live_feed(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     hub = request.app[LIVE_HUB]
     subscriber = hub.subscribe(WebSocketPeer(ws, request), countries, name=request.remote or "?")
+    config = request.app[CONFIG].live
+    # Each message costs a parse and maybe a reply; a client flooding them is cut off, not served.
+    allowance = TokenBucket(config.message_rate, config.message_burst)
     try:
         async for message in ws:
             if message.type is WSMsgType.ERROR:
+                break
+            if allowance.take(1):
+                subscriber.shut(POLICY_VIOLATION, f"more than {config.message_rate:g} messages a second")
                 break
             await handle_message(subscriber, message)
     finally:

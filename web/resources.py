@@ -1,4 +1,4 @@
-"""One cleanup context per resource, in dependency order: Cassandra, live hub, live bus, rollups, actors.
+"""One cleanup context per resource, in dependency order: Cassandra, API keys, live hub, live bus, rollups, actors.
 
 Teardown runs in reverse, so actors drain into Cassandra before rollups take their last count
 and before the session closes, and their last starts reach the live bus before it closes.
@@ -12,18 +12,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from cassandra.cluster import NoHostAvailable
 
+from cql.apikeys import ApiKeyStore
 from cql.driver import Database
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
 from cql.schema import check_schema
 from cql.writes import EventWriter
+from daemon.auth.access import Access
+from daemon.auth.keyring import KeyRefresher
 from daemon.core.errors import CommandError
 from daemon.ingest.pipeline import Pipeline
 from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
-from web.keys import CLOCK, CONFIG, DATABASE, LIVE_BUS, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
+from web.keys import ACCESS, CLOCK, CONFIG, DATABASE, LIVE_BUS, LIVE_HUB, PIPELINE, READS, REFRESHER, ROLLUPS
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,29 @@ async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ROLLUPS] = await RollupStore.prepare(db)
     yield
     await db.close()
+
+
+async def access_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The API keys, read before the first request and every `auth.refresh` seconds after; with none, anonymous
+    access is allowed on a loopback address (or with auth.allow_anonymous), else the daemon does not start."""
+    config = app[CONFIG]
+    access = Access.of(config.auth)
+    refresher = KeyRefresher(ApiKeyStore(app[DATABASE]), access.ring, config.auth.refresh)
+    await refresher.load()
+    if not access.ring.enforced:
+        if not (config.server.is_loopback or config.auth.allow_anonymous):
+            raise StartupError(
+                f"no API key exists and server.host {config.server.host!r} is not a loopback address: create keys "
+                "with `python -m daemon keys create --scope ingest|read`, or set auth.allow_anonymous = true"
+            )
+        log.warning(
+            "no API keys: serving anonymously%s; create keys with `python -m daemon keys create --scope ingest|read`",
+            " (auth.allow_anonymous)" if not config.server.is_loopback else f" on loopback {config.server.host} only",
+        )
+    app[ACCESS] = access
+    refresher.start()
+    yield
+    await refresher.close()
 
 
 async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:

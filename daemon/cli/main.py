@@ -12,7 +12,7 @@ from pathlib import Path
 from daemon.core.config import ConfigError, load_config
 from daemon.core.errors import CommandError
 
-SERVICE_COMMANDS = ("serve", "schema", "rollups")
+SERVICE_COMMANDS = ("serve", "schema", "rollups", "keys")
 TOOL_COMMANDS = ("node", "cluster", "bus", "gen", "load")
 TOOLS_PACKAGE = "daemon.tools"
 

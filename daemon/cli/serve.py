@@ -7,7 +7,7 @@ import gc
 import logging
 
 from daemon.cli.commands import Subparsers, add_command
-from daemon.core.config import Config
+from daemon.core.config import Config, replace
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from web.app import create_app
 
     tune_garbage_collector()
-    host = args.host or config.server.host
-    port = args.port or config.server.port
+    # The effective address goes into the config: whether anonymous access is allowed depends on it.
+    server = replace(config.server, host=args.host or config.server.host, port=args.port or config.server.port)
+    config = replace(config, server=server)
     log.info("clock: %s", f"frozen at {config.clock.now}" if config.clock.now else "real UTC")
     web.run_app(
         create_app(config),
-        host=host,
-        port=port,
+        host=server.host,
+        port=server.port,
         shutdown_timeout=config.server.shutdown_timeout,
         access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
         print=lambda message: log.info("%s", message.strip()),

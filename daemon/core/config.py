@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from daemon.core.config_values import (
     CONVERT,
     AtLeastOne,
+    Bool,
     Float,
     Int,
     IntTable,
@@ -46,6 +48,27 @@ class ServerConfig(_Section):
     host: Str = "127.0.0.1"
     port: Annotated[Int, check(lambda port: 1 <= port <= 65535, "must be 1..65535")] = 8080
     shutdown_timeout: Annotated[Float, Positive] = 30.0
+    min_body_rate: Annotated[Int, NotNegative] = 4096
+    body_grace: Annotated[Float, Positive] = 10.0
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether only this machine can reach the server (anonymous access is allowed there by default)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name other than localhost may resolve to anything
+
+
+class AuthConfig(_Section):
+    allow_anonymous: Bool = False
+    refresh: Annotated[Float, Positive] = 5.0
+    ingest_events_per_second: Annotated[Float, NotNegative] = 50_000.0
+    ingest_burst_events: Annotated[Int, AtLeastOne] = 200_000
+    read_requests_per_second: Annotated[Float, NotNegative] = 100.0
+    read_burst_requests: Annotated[Int, AtLeastOne] = 200
 
 
 def _instant_or_empty(text: str) -> str:
@@ -146,6 +169,8 @@ class LiveConfig(_Section):
     bus_maxlen: Annotated[Int, AtLeastOne] = 10_000
     bus_buffer: Annotated[Int, AtLeastOne] = 50_000
     dedup_window: Annotated[Int, AtLeastOne] = 100_000
+    message_rate: Annotated[Float, Positive] = 5.0
+    message_burst: Annotated[Int, AtLeastOne] = 20
 
 
 class NodeConfig(_Section):
@@ -191,6 +216,7 @@ class Config(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=True, env_prefix=ENV_PREFIX)
 
     server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     clock: ClockConfig = Field(default_factory=ClockConfig)
     cassandra: CassandraConfig = Field(default_factory=CassandraConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)

@@ -37,6 +37,17 @@ def _float(value: Any) -> float:
     raise ValueError(f"expected a number, got {value!r}")
 
 
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _strings(value: object) -> tuple[str, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(_str(item) for item in value)
@@ -52,6 +63,7 @@ def _int_table(value: object) -> Mapping[str, int]:
 Str = Annotated[str, PlainValidator(_str)]
 Int = Annotated[int, PlainValidator(_int)]
 Float = Annotated[float, PlainValidator(_float)]
+Bool = Annotated[bool, PlainValidator(_bool)]
 Strings = Annotated[tuple[str, ...], PlainValidator(_strings)]
 # Read-only; dumped as a dict because pydantic's serializer warns on a mappingproxy (and the tests turn warnings
 # into errors).
@@ -61,6 +73,7 @@ CONVERT: dict[Any, Callable[[Any], Any]] = {
     str: _str,
     int: _int,
     float: _float,
+    bool: _bool,
     tuple[str, ...]: _strings,
     Mapping[str, int]: _int_table,
 }

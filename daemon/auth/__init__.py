@@ -1,0 +1,1 @@
+"""API keys and per-key rate limits: who may call which route, and how often."""
