@@ -18,9 +18,12 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import DEMO_NOW, AiohttpClient, new_player, post_events, start
+from conftest import DEMO_NOW, AiohttpClient, config_for, new_player, post_events, start
 from relay import Relay
 
+from cql.apikeys import ApiKeyStore
+from cql.driver import Database
+from daemon.auth.tokens import Scope, Token
 from daemon.core.config import Config
 from daemon.core.instants import parse_instant
 from daemon.tools.gen.model import GenOptions, generate
@@ -565,3 +568,74 @@ async def test_cassandra_unavailable_is_shown_then_recovers(
     assert await page.wait_for('document.getElementById("totals-note").dataset.state === "fresh"', 60)
     await page.evaluate('document.getElementById("player-form").requestSubmit()')
     assert await page.wait_for('document.getElementById("player-state").dataset.state === "empty"', 30)
+
+
+# --- read keys -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def keys(isolated_keyspace: str) -> AsyncIterator[dict[Scope, Token]]:
+    """A read key and an ingest key stored in a keyspace of its own: from then on, every read route needs a key."""
+    db = await Database.connect(config_for(isolated_keyspace).cassandra)
+    try:
+        tokens = {scope: Token.mint(scope) for scope in (Scope.READ, Scope.INGEST)}
+        for scope, token in tokens.items():
+            await ApiKeyStore(db).create(token.key_id, scope.value, "dashboard test", token.digest)
+        yield tokens
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def served_with_keys(
+    keys: dict[Scope, Token], isolated_keyspace: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
+) -> TestClient:
+    config = config_for(isolated_keyspace, auth={"refresh": 0.2})
+    return await aiohttp_client(await aiohttp_server(create_app(config)))
+
+
+def shown(element_id: str) -> str:
+    return f"!document.getElementById({orjson.dumps(element_id).decode()}).hidden"
+
+
+def state_of(element_id: str) -> str:
+    return f"document.getElementById({orjson.dumps(element_id).decode()}).dataset.state"
+
+
+async def enter_key(page: Page, token: Token) -> None:
+    """Type a key into the key form, as a person would: the field has focus when the form appears."""
+    assert await page.wait_for(f'{shown("auth")} && document.activeElement.id === "auth-key"', 10)
+    await page.call("Input.insertText", text=str(token))
+    await press(page, "Enter", 13, "\r")
+
+
+async def test_with_keys_the_page_asks_for_a_read_key_and_then_uses_it(
+    served_with_keys: TestClient, keys: dict[Scope, Token], page: Page
+) -> None:
+    client = served_with_keys
+    await page.call("Page.navigate", url=str(client.make_url("/")))
+    assert await page.wait_for(shown("auth"), 10)
+    assert await page.wait_for(f'{state_of("status")} === "unauthorized"', 10)
+    assert await page.wait_for(f'{state_of("totals-note")} === "unauthorized"', 10)
+    assert (await page.evaluate(text_of("totals-note"))).startswith("Not authorized to read the stored totals")
+    assert "scope read is required" in await page.evaluate(text_of("auth-reason"))
+    await screenshots(page, "dashboard-needs-key")
+
+    # An ingest key is refused for reading (403): the form stays, saying why.
+    await enter_key(page, keys[Scope.INGEST])
+    assert await page.wait_for(f'{shown("auth")} && {text_of("auth-reason")}.includes("this route needs read")', 10)
+
+    await enter_key(page, keys[Scope.READ])
+    assert await page.wait_for(f'{state_of("status")} === "live"', 10)  # the feed took ?token=
+    assert await page.wait_for(f'{state_of("totals-note")} === "fresh"', 10)  # fetch sent the bearer token
+    assert not await page.evaluate(shown("auth"))
+    assert await page.evaluate('sessionStorage.getItem("pss.readKey")') == str(keys[Scope.READ])
+
+    # Starts reach the page through the keyed feed; a reload keeps the key for this tab.
+    event = start(new_player(), str(uuid.uuid4()), "2016-11-30T23:50:00", "FI")
+    response = await post_events(client, [event], Authorization=f"Bearer {keys[Scope.INGEST]}")
+    assert response.status == 200
+    assert await page.wait_for(f"{live_count('FI')} === 1", 5)
+    await page.call("Page.reload")
+    assert await page.wait_for(f'{state_of("totals-note")} === "fresh" && {state_of("status")} === "live"', 10)
+    assert not await page.evaluate(shown("auth"))

@@ -52,9 +52,10 @@ export async function getJson(path, { signal } = {}) {
 function failure(response, body) {
   const reason = (body && body.error) || `HTTP ${response.status} ${response.statusText}`.trim();
   const retryAfter = Number(response.headers.get("Retry-After")) || null;
-  if (response.status === 401) {
+  // 401: no key or an unknown one; 403: a key of another scope (an ingest key). Either way: ask for a read key.
+  if (response.status === 401 || response.status === 403) {
     for (const listener of listeners) listener(reason);
-    return new ApiError("unauthorized", 401, reason, null);
+    return new ApiError("unauthorized", response.status, reason, null);
   }
   if (response.status === 503) return new ApiError("unavailable", 503, reason, retryAfter);
   return new ApiError("failed", response.status, reason, null);
