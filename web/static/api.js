@@ -58,7 +58,7 @@ function failure(response, body) {
     return new ApiError("unauthorized", response.status, reason, null);
   }
   if (response.status === 503) return new ApiError("unavailable", 503, reason, retryAfter);
-  return new ApiError("failed", response.status, reason, null);
+  return new ApiError("failed", response.status, reason, retryAfter); // a 429 says when to come back, too
 }
 
 // Browsers cannot set headers on a websocket handshake, so the feed takes the key in the query string.
