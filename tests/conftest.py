@@ -69,11 +69,17 @@ def cassandra_admin() -> Iterator[Any]:
     cluster.shutdown()
 
 
+def create_keyspace(admin: Any, prefix: str) -> str:
+    """A fresh keyspace named `<prefix>_<random>` with the schema; the caller drops it."""
+    keyspace = f"{prefix}_{secrets.token_hex(4)}"
+    _create_keyspace(admin, _base_config(), keyspace)
+    return keyspace
+
+
 @pytest.fixture(scope="session")
 def shared_keyspace(cassandra_admin: Any) -> Iterator[str]:
     """One fresh keyspace for the whole test session, dropped at the end."""
-    keyspace = f"pss_test_{secrets.token_hex(4)}"
-    _create_keyspace(cassandra_admin, _base_config(), keyspace)
+    keyspace = create_keyspace(cassandra_admin, "pss_test")
     yield keyspace
     cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
 
@@ -106,8 +112,7 @@ def app_config(shared_keyspace: str) -> Config:
 @pytest.fixture
 def isolated_keyspace(cassandra_admin: Any) -> Iterator[str]:
     """A keyspace of its own, for tests that count everything stored in a time window."""
-    keyspace = f"pss_iso_{secrets.token_hex(4)}"
-    _create_keyspace(cassandra_admin, _base_config(), keyspace)
+    keyspace = create_keyspace(cassandra_admin, "pss_iso")
     yield keyspace
     cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
 

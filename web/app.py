@@ -6,7 +6,7 @@ from aiohttp import web
 
 from daemon.core.clock import Clock
 from daemon.core.config import Config
-from web import compat, health, ingest, live, queries
+from web import compat, contract, health, ingest, live, queries
 from web.auth import require_keys
 from web.errors import json_errors
 from web.keys import CLOCK, CONFIG
@@ -33,4 +33,5 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     queries.setup_routes(app)
     compat.setup_routes(app)
     live.setup_routes(app)
+    contract.setup_routes(app)
     return app

@@ -15,7 +15,7 @@ from daemon.auth.tokens import Scope
 from web.errors import json_error
 from web.keys import ACCESS
 
-OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/", "/static", "/openapi.json"})
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/", "/static/{filename}", "/openapi.json"})
 INGEST_ROUTES = frozenset({"/v1/events", "/add/{n}"})
 # Browsers cannot set headers on a websocket, so the feed also takes `?token=` (never logged: see web.accesslog).
 TOKEN_PARAM_ROUTES = frozenset({"/v1/live"})
