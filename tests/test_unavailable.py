@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, new_player, post_events, post_until_stored, session_pair, start
+from relay import Relay
 
 from daemon.core.config import load_config
 from daemon.tools.node.manager import node_status
@@ -153,3 +154,36 @@ async def test_full_inboxes_answer_503_in_bounded_time(
         paused_node.resume()
     assert (await first).status in (200, 503)
     assert (await post_until_stored(client, backlog)) >= 1
+
+
+@pytest.mark.timeout(120)
+async def test_reads_answer_503_while_cassandra_does_not_answer_then_recover(
+    shared_keyspace: str, aiohttp_client: AiohttpClient
+) -> None:
+    """Cassandra frozen behind a relay (the shared node keeps running): every read route says 503 + Retry-After
+    with a JSON reason, never a 500, and answers again once Cassandra does."""
+    reads = ("/v1/players/{player}/sessions", "/v1/session-starts?hours=1", "/v1/countries/FI/session-starts?hours=1")
+    player = new_player()
+    async with Relay.to_node() as relay:
+        client = await aiohttp_client(create_app(relay.config(shared_keyspace)))
+        relay.freeze()
+        for path in reads:
+            response = await client.get(path.format(player=player))
+            assert response.status == 503, path
+            assert response.headers["Retry-After"] == "1"
+            assert (await response.json())["error"].startswith("Cassandra unavailable (")
+        relay.thaw()
+        for path in reads:
+            await read_until_ok(client, path.format(player=player))
+        await client.close()  # before the relay goes: the app's shutdown still talks to Cassandra
+
+
+async def read_until_ok(client: TestClient, path: str) -> None:
+    """The driver reconnects on its own schedule after a freeze; the route must answer 200 once it has."""
+    for _ in range(60):
+        response = await client.get(path)
+        if response.status == 200:
+            return
+        assert response.status == 503, await response.text()
+        await asyncio.sleep(0.5)
+    pytest.fail(f"{path} still 503 thirty seconds after Cassandra answered again")

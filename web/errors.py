@@ -8,12 +8,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from cassandra import OperationTimedOut, Timeout, Unavailable
+from cassandra.cluster import NoHostAvailable
 
 log = logging.getLogger(__name__)
 
 # Datetimes leave as ISO-8601 UTC with a trailing Z, like `format_instant`; naive ones are the
 # driver's, which are UTC.
 JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+# The driver's ways of saying "Cassandra did not answer in time / has too few replicas up": the request may
+# well work a moment later, so the client gets 503 + Retry-After (like ingest), not a 500.
+STORAGE_UNAVAILABLE = (OperationTimedOut, NoHostAvailable, Unavailable, Timeout)
+STORAGE_RETRY_AFTER = "1"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -37,6 +44,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         reason = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         return json_error(exc.status, reason, headers=_passthrough_headers(exc))
+    except STORAGE_UNAVAILABLE as exc:
+        log.warning("%s %s: Cassandra unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc)
+        reason = f"Cassandra unavailable ({type(exc).__name__}); try again shortly"
+        return json_error(503, reason, headers={"Retry-After": STORAGE_RETRY_AFTER})
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_error(500, "internal error; see the daemon's log")

@@ -1,6 +1,11 @@
-// Live dashboard: session starts from the websocket feed (/v1/live) and stored totals (/v1/session-starts).
-// All data reaches the page through textContent; nothing is parsed as HTML.
+// Live dashboard: session starts from the websocket feed (/v1/live), stored totals (/v1/session-starts), starts over
+// time (chartcard.js) and a player's sessions (player.js). All data reaches the page through textContent.
 "use strict";
+
+import { describe, feedUrl, getJson, onUnauthorized, readKey, saveReadKey } from "./api.js";
+import { chartStart, refreshChart, setChartCountries, setupChart } from "./chartcard.js";
+import { $, countryName, element, number, radioGroup, showState } from "./dom.js";
+import { reloadPlayer, setupPlayer } from "./player.js";
 
 const LATEST_LIMIT = 100;
 const TOP_BARS = 8;
@@ -11,34 +16,18 @@ const BACKOFF_MAX_S = 30;
 const CODE = /^[A-Z]{2}$/;
 const CLOSE_REASONS = { 1001: "server restarting", 1006: "connection lost", 4000: "fell too far behind" };
 
-const $ = (id) => document.getElementById(id);
-const regions = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "region" }) : null;
-const number = new Intl.NumberFormat("en");
 const rate = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 
 const live = { counts: new Map(), total: 0, missed: 0, perSecond: new Map(), fresh: [] };
 let filter = null; // null = every country, else a sorted array of codes
 let socket = null;
 let attempt = 0;
+let retryTimer = null;
+let needKey = false; // a request was refused for want of a read key: stop retrying until one is entered
 let renderQueued = false;
 let totalsHours = 1;
 let totalsTimer = null;
 let totalsRequest = 0;
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function countryName(code) {
-  try {
-    return (regions && regions.of(code)) || code;
-  } catch {
-    return code; // not a region Intl knows
-  }
-}
 
 // --- connection --------------------------------------------------------------------------------
 
@@ -49,15 +38,10 @@ function setStatus(state, text, detail) {
   $("status-text").textContent = text;
 }
 
-function feedUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = filter ? "?countries=" + encodeURIComponent(filter.join(",")) : "";
-  return `${scheme}//${location.host}/v1/live${query}`;
-}
-
 function connect() {
+  clearTimeout(retryTimer);
   setStatus("connecting", "connecting");
-  const ws = new WebSocket(feedUrl());
+  const ws = new WebSocket(feedUrl("/v1/live", filter ? { countries: filter.join(",") } : {}));
   socket = ws;
   ws.addEventListener("message", (event) => onMessage(JSON.parse(event.data)));
   ws.addEventListener("close", (event) => {
@@ -69,6 +53,10 @@ function connect() {
 
 // Exponential backoff with jitter, so a restarted daemon is not hit by every page at once.
 function reconnectLater(reason) {
+  if (needKey) {
+    setStatus("unauthorized", "needs a read key", reason);
+    return;
+  }
   const base = Math.min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** attempt);
   attempt += 1;
   const due = Date.now() + base * (0.8 + Math.random() * 0.4) * 1000;
@@ -79,7 +67,7 @@ function reconnectLater(reason) {
       return;
     }
     setStatus("reconnecting", `reconnecting in ${left}s`, reason);
-    setTimeout(tick, Math.min(1000, due - Date.now()));
+    retryTimer = setTimeout(tick, Math.min(1000, due - Date.now()));
   };
   tick();
 }
@@ -92,9 +80,12 @@ function onMessage(message) {
   switch (message.type) {
     case "session_start":
       countStart(message.country, 1);
+      chartStart(message.country, message.ts);
       live.fresh.push(message);
       break;
-    case "lagged": // the server dropped starts for us: count them, they just miss the list
+    // The server dropped starts for us: count them; they miss the list, and the chart (which needs each start's
+    // time) gets them at its next refresh.
+    case "lagged":
       live.missed += message.dropped;
       for (const [country, count] of Object.entries(message.countries || {})) countStart(country, count);
       break;
@@ -153,6 +144,7 @@ function applyFilter(event) {
   input.value = wanted ? wanted.join(", ") : "";
   showFilterError(null);
   filter = wanted;
+  setChartCountries(wanted);
   // Replace the set: clear it (null = nothing), then add; or subscribe to everything.
   if (wanted === null) {
     send({ action: "subscribe", countries: null });
@@ -254,20 +246,19 @@ function resetLive() {
 async function refreshTotals() {
   clearTimeout(totalsTimer);
   const request = ++totalsRequest;
-  const hours = totalsHours;
+  let delay = TOTALS_REFRESH_MS;
   try {
-    const response = await fetch(`/v1/session-starts?hours=${hours}`, { cache: "no-store" });
-    const body = await response.json();
+    const body = await getJson(`/v1/session-starts?hours=${totalsHours}`);
     if (request !== totalsRequest) return; // a newer request (another window) superseded this one
-    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
     renderTotals(body);
   } catch (error) {
     if (request !== totalsRequest) return;
-    const note = $("totals-note");
-    note.textContent = `Could not load totals: ${error.message}. Retrying…`;
-    note.classList.add("warn");
+    const stale = $("totals-total").textContent === "–" ? "" : " The figures above are the last answer.";
+    showState($("totals-note"), error.kind, describe(error, "the stored totals") + stale);
+    if (error.kind === "unauthorized") return; // the key form reloads everything
+    delay = error.retryAfter ? error.retryAfter * 1000 : TOTALS_REFRESH_MS;
   }
-  if (request === totalsRequest) totalsTimer = setTimeout(refreshTotals, TOTALS_REFRESH_MS);
+  if (request === totalsRequest) totalsTimer = setTimeout(refreshTotals, delay);
 }
 
 function renderTotals(body) {
@@ -276,24 +267,62 @@ function renderTotals(body) {
   $("totals-countries").textContent = number.format(counts.size);
   const shown = renderBars($("totals-bars"), $("totals-more"), counts);
   $("totals-empty").hidden = shown > 0;
-  const note = $("totals-note");
-  note.classList.remove("warn");
-  note.textContent = `${body.from} → ${body.to} · refreshed ${new Date().toLocaleTimeString("en-GB")} · counts settle about a second after ingest`;
+  const text = `${body.from} → ${body.to} · refreshed ${new Date().toLocaleTimeString("en-GB")}`;
+  showState($("totals-note"), "fresh", `${text} · counts settle about a second after ingest`);
 }
 
-function chooseWindow(event) {
-  const button = event.target.closest("button[data-hours]");
-  if (!button) return;
-  for (const other of button.parentElement.children) other.setAttribute("aria-checked", String(other === button));
+function chooseWindow(button) {
   totalsHours = Number(button.dataset.hours);
   refreshTotals();
+}
+
+// --- read key ----------------------------------------------------------------------------------
+
+function askForKey(reason) {
+  needKey = true;
+  const stored = readKey();
+  $("auth-reason").textContent = stored
+    ? `The read key in this tab was refused (${reason}). Enter another read key.`
+    : `The daemon answered: ${reason}. Enter a read key (pss_read_…); it is kept in this tab only.`;
+  if ($("auth").hidden) {
+    $("auth").hidden = false;
+    $("auth-key").focus();
+  }
+  if (socket === null) {
+    clearTimeout(retryTimer); // a countdown would only be refused again
+    setStatus("unauthorized", "needs a read key");
+  }
+}
+
+function useKey(event) {
+  event.preventDefault();
+  const key = $("auth-key").value.trim();
+  if (!key) return;
+  saveReadKey(key);
+  $("auth-key").value = "";
+  $("auth").hidden = true;
+  needKey = false;
+  attempt = 0;
+  if (socket) {
+    const old = socket;
+    socket = null; // so its close handler does not schedule a retry: connect now, with the key
+    old.close();
+  }
+  connect();
+  refreshTotals();
+  refreshChart();
+  reloadPlayer();
 }
 
 // --- start -------------------------------------------------------------------------------------
 
 $("filter").addEventListener("submit", applyFilter);
 $("reset").addEventListener("click", resetLive);
-document.querySelector(".segmented").addEventListener("click", chooseWindow);
+$("auth-form").addEventListener("submit", useKey);
+radioGroup($("totals-window"), chooseWindow);
+onUnauthorized(askForKey);
+setupChart();
+setupPlayer();
 setInterval(queueRender, 1000); // let the rate fall back to zero when starts stop
 connect();
 refreshTotals();
