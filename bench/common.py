@@ -35,7 +35,7 @@ LOOPBACK = "127.0.0.1"
 DEMO_NOW = "2016-12-01T00:00:00Z"  # the dataset covers November 2016; pin the clock whatever config.toml says
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Tables the daemon writes; emptied between runs so every run starts from the same state.
-DATA_TABLES = ("sessions_by_player", "country_starts", "start_hours_by_country", "starts_by_minute", "rollup_counts")
+DATA_TABLES = ("sessions_by_player", "player_starts", "country_starts", "start_hours_by_country", "starts_by_minute", "rollup_counts")
 READY_TIMEOUT = 60.0
 READY_POLL = 0.1
 STOP_TIMEOUT = 90.0
