@@ -1,4 +1,4 @@
-"""`python -m bench ingest|queries|fanout|bus|cpu`: benchmarks against the real Cassandra node; tables on stdout, JSON in bench/results."""
+"""`python -m bench ingest|queries|players|fanout|bus|cpu`: benchmarks against the real Cassandra node; tables on stdout, JSON in bench/results."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import bus, cpu, fanout, ingest, queries
+from bench import bus, cpu, fanout, ingest, players, queries
 from bench.common import BenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="player-session-service benchmarks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ingest, queries, fanout, bus, cpu):
+    for module in (ingest, queries, players, fanout, bus, cpu):
         module.register(subparsers)
     return parser
 

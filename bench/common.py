@@ -231,11 +231,11 @@ async def describe_machine(db: Database, config: Config) -> Machine:
     )
 
 
-def git_revision() -> str:
-    """`git describe --always --dirty` (read-only); 'unknown' outside a checkout."""
+def git_revision(checkout: Path = REPO) -> str:
+    """`git describe --always --dirty` of `checkout` (read-only); 'unknown' outside a checkout."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            ["git", "-C", str(checkout), "describe", "--always", "--dirty"],
             check=False, capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -438,6 +438,7 @@ class DaemonSpec:
     port: int
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    source: Path = REPO  # the checkout whose code the daemon runs (another worktree for an A/B)
 
     @property
     def url(self) -> str:
@@ -493,7 +494,7 @@ class Daemon:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "serve"],
-                cwd=REPO,
+                cwd=spec.source,
                 env=spec.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

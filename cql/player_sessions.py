@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cassandra.query import BoundStatement
 
@@ -21,13 +22,21 @@ _SELECT_STARTS_AFTER = (
 _SELECT_SESSIONS = (
     "SELECT session_id, start_ts, end_ts, country FROM {ks}.sessions_by_player WHERE player_id = ? AND session_id IN ?"
 )
+_SELECT_FEW = "SELECT session_id, start_ts, end_ts, country FROM {ks}.sessions_by_player WHERE player_id = ? LIMIT ?"
 
 STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (query, the column types its bind markers take, in order)
     "player_starts": (_SELECT_STARTS, ("text", "timestamp", "int")),
     "player_starts_after": (_SELECT_STARTS_AFTER, ("text", "timestamp", "uuid", "timestamp", "int")),
     "player_sessions": (_SELECT_SESSIONS, ("text", "list<uuid>")),
+    "player_few": (_SELECT_FEW, ("text", "int")),
 }
+
+# Most players hold a few dozen sessions (the reference data: at most 50 complete per player).
+# Their whole partition is one read of under SMALL_PARTITION rows, cheaper than the index's two
+# (measured: ~0.7 ms of daemon CPU for 10 rows, ~6 µs per further row, ~2 ms for the index's
+# pair), so every read first asks for SMALL_PARTITION rows: fewer means that was all of them.
+SMALL_PARTITION = 64
 
 # The first page expects a few of the newest sessions to lack their end (still open, or the end
 # not stored yet); each further page is larger, so a player with many open sessions costs a few
@@ -47,15 +56,16 @@ class CompleteSession:
 
 
 class PlayerSessions:
-    """Pages through a player's start index newest first and looks each page's sessions up by id."""
+    """Reads a small partition whole; pages through a larger one's start index and looks the sessions up by id."""
 
-    __slots__ = ("_db", "_sessions", "_starts", "_starts_after")
+    __slots__ = ("_db", "_few", "_sessions", "_starts", "_starts_after")
 
     def __init__(self, db: Database, binders: Mapping[str, FastBinder]) -> None:
         self._db = db
         self._starts = binders["player_starts"]
         self._starts_after = binders["player_starts_after"]
         self._sessions = binders["player_sessions"]
+        self._few = binders["player_few"]
 
     async def complete_sessions(self, player_id: str, since_ms: int, limit: int) -> list[CompleteSession]:
         """The `limit` newest sessions with both halves stored and a start at or after `since_ms`.
@@ -64,18 +74,23 @@ class PlayerSessions:
         down to `floor`, every session starting after `floor` is known, whatever its end says (an
         end stamped before its start included). When `limit` of those are complete, no unread
         session can rank above them: the read stops there. Sessions still without an end are the
-        only rows read beyond the answer.
+        only rows read beyond the answer. A player with fewer than SMALL_PARTITION session rows
+        is answered from one read of the whole partition instead.
         """
         player = encode_text(player_id)
+        few = await self._db.execute(self._few.bind([player, encode_int(SMALL_PARTITION)]))
+        if len(few) < SMALL_PARTITION:  # the whole partition: the answer, as a brute force would find it
+            return _newest(_complete(few, since_ms), limit)
         complete: dict[uuid.UUID, CompleteSession] = {}
         page = limit + max(MIN_SLACK, int(limit * FIRST_PAGE_SLACK))
         after: tuple[int, uuid.UUID] | None = None
         while True:
             rows = await self._db.execute(self._index_page(player, since_ms, page, after))
             if rows:
-                for session in await self._lookup(player, list(dict.fromkeys(session_id for _, session_id in rows))):
-                    if session.start_ms >= since_ms:
-                        complete[session.session_id] = session
+                session_ids = list(dict.fromkeys(session_id for _, session_id in rows))
+                complete.update(
+                    (session.session_id, session) for session in await self._lookup(player, session_ids, since_ms)
+                )
             if len(rows) < page:
                 break  # the index holds nothing older in the window: every candidate is known
             floor_ts, floor_id = rows[-1]
@@ -83,8 +98,7 @@ class PlayerSessions:
             if sum(1 for session in complete.values() if session.start_ms > after[0]) >= limit:
                 break
             page = min(page * PAGE_GROWTH, MAX_PAGE)
-        newest = sorted(complete.values(), key=lambda session: (session.start_ms, session.session_id), reverse=True)
-        return newest[:limit]
+        return _newest(complete.values(), limit)
 
     def _index_page(
         self, player: bytes, since_ms: int, page: int, after: tuple[int, uuid.UUID] | None
@@ -97,11 +111,21 @@ class PlayerSessions:
             [player, encode_timestamp(after_ms), encode_uuid(after_id), since, encode_int(page)]
         )
 
-    async def _lookup(self, player: bytes, session_ids: list[uuid.UUID]) -> list[CompleteSession]:
+    async def _lookup(self, player: bytes, session_ids: list[uuid.UUID], since_ms: int) -> list[CompleteSession]:
         """The complete ones among `session_ids`, from their merged rows (start and end as stored)."""
         rows = await self._db.execute(self._sessions.bind([player, encode_uuid_list(session_ids)]))
-        return [
-            CompleteSession(session_id, country or "", datetime_to_ms(start), datetime_to_ms(end))
-            for session_id, start, end, country in rows
-            if start is not None and end is not None
-        ]
+        return _complete(rows, since_ms)
+
+
+def _complete(rows: Iterable[tuple[Any, ...]], since_ms: int) -> list[CompleteSession]:
+    """The sessions among session rows with both halves stored and a start at or after `since_ms`."""
+    sessions = (
+        CompleteSession(session_id, country or "", datetime_to_ms(start), datetime_to_ms(end))
+        for session_id, start, end, country in rows
+        if start is not None and end is not None
+    )
+    return [session for session in sessions if session.start_ms >= since_ms]
+
+
+def _newest(sessions: Iterable[CompleteSession], limit: int) -> list[CompleteSession]:
+    return sorted(sessions, key=lambda session: (session.start_ms, session.session_id), reverse=True)[:limit]
