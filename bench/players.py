@@ -15,39 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.common import (
-    DATA_TABLES,
-    DEMO_NOW,
-    REPO,
-    RESULTS_DIR,
-    BenchError,
-    CpuMeter,
-    DaemonSpec,
-    Machine,
-    cassandra_pid,
-    check_keyspace,
-    client_session,
-    command_line,
-    connected,
-    describe_machine,
-    ensure_schema,
-    fmt_ms,
-    fmt_number,
-    fmt_ratio,
-    git_revision,
-    int_list,
-    keyspace_config,
-    keyspace_lock,
-    log_path,
-    machine_markdown,
-    markdown_table,
-    percentile,
-    publish,
-    ratio,
-    running_daemon,
-    say,
-    truncate,
-)
+from bench import common
 from bench.ingest import post_one
 from bench.queries import Measurement, Query, measure, warm_up
 from daemon.core.instants import parse_instant
@@ -71,7 +39,7 @@ class PlayerOptions:
     baseline: Path | None = None  # another checkout (e.g. a worktree of main) measured in the same run
     keyspace: str = "bench_players"
     port: int = 18083
-    results_dir: Path = RESULTS_DIR
+    results_dir: Path = common.RESULTS_DIR
 
 
 @dataclass(slots=True)
@@ -94,7 +62,7 @@ class Side:
 class PlayerResult:
     command: str
     options: PlayerOptions
-    machine: Machine
+    machine: common.Machine
     sides: list[Side]
     measurements: dict[str, list[Measurement]] = field(default_factory=dict)  # side name -> cells of all rounds
 
@@ -111,8 +79,8 @@ class PlayerResult:
                         "route": item.route,
                         "concurrency": item.concurrency,
                         "requests": item.requests,
-                        "p50_ms": percentile(item.latencies_ms, 50),
-                        "p99_ms": percentile(item.latencies_ms, 99),
+                        "p50_ms": common.percentile(item.latencies_ms, 50),
+                        "p99_ms": common.percentile(item.latencies_ms, 99),
                         "max_ms": max(item.latencies_ms, default=0.0),
                         "errors": item.errors,
                         "cpu_seconds": item.cpu,
@@ -147,7 +115,7 @@ def sessions_of(player: str, count: int, rng: random.Random, now: dt.datetime) -
 def build_dataset(options: PlayerOptions) -> Dataset:
     """One heavy player (plus a few open sessions, newest of all) and light players, shuffled."""
     rng = random.Random(options.seed)
-    now = parse_instant(DEMO_NOW).replace(tzinfo=None)
+    now = parse_instant(common.DEMO_NOW).replace(tzinfo=None)
     heavy = uuid.UUID(int=rng.getrandbits(128)).hex
     events = sessions_of(heavy, options.sessions, rng, now)
     complete = sorted(
@@ -174,7 +142,7 @@ async def load(session: aiohttp.ClientSession, url: str, dataset: Dataset) -> fl
             session, f"{url}/v1/events", b"\n".join(dataset.lines[offset : offset + POST_BATCH])
         )
         if accepted is None:
-            raise BenchError("the daemon kept answering 503 while loading")
+            raise common.BenchError("the daemon kept answering 503 while loading")
     return time.perf_counter() - began
 
 
@@ -184,7 +152,7 @@ async def check_answer(session: aiohttp.ClientSession, url: str, dataset: Datase
         body = await response.json()
     got = [item["session_id"] for item in body["sessions"]]
     if got != dataset.expected:
-        raise BenchError(f"{side.name} ({side.revision}): the heavy player's answer is not the expected one")
+        raise common.BenchError(f"{side.name} ({side.revision}): the heavy player's answer is not the expected one")
 
 
 def queries_for(dataset: Dataset) -> list[Query]:
@@ -199,16 +167,16 @@ async def run_side(
     side: Side, round_index: int, dataset: Dataset, options: PlayerOptions, node_pid: int | None
 ) -> list[Measurement]:
     """One daemon of `side`'s checkout: load on the first round, then every route at every concurrency."""
-    spec = DaemonSpec(
-        side.keyspace, options.port, log_path(options.results_dir, f"players-{side.name}"), source=side.source
+    spec = common.DaemonSpec(
+        side.keyspace, options.port, common.log_path(options.results_dir, f"players-{side.name}"), source=side.source
     )
     connections = max(options.concurrency)
-    async with running_daemon(spec) as daemon, client_session(connections, REQUEST_TIMEOUT) as session:
+    async with common.running_daemon(spec) as daemon, common.client_session(connections, REQUEST_TIMEOUT) as session:
         if round_index == 0:
             seconds = await load(session, spec.url, dataset)
-            say(f"{side.name}: loaded {len(dataset.lines):,} events in {seconds:.1f} s")
+            common.say(f"{side.name}: loaded {len(dataset.lines):,} events in {seconds:.1f} s")
         await check_answer(session, spec.url, dataset, side)
-        meter = CpuMeter({"daemon": daemon.pid, "cassandra": node_pid})
+        meter = common.CpuMeter({"daemon": daemon.pid, "cassandra": node_pid})
         rng = random.Random(options.seed)
         cells = []
         for query in queries_for(dataset):
@@ -218,26 +186,30 @@ async def run_side(
                     session, spec.url, query, concurrency, options.duration, rng, meter, f"round {round_index + 1}"
                 )
                 daemon.check_alive()
-                say(
-                    f"{side.name} {cell.phase} {query.route} x{concurrency}: p50 {fmt_ms(percentile(cell.latencies_ms, 50))} ms"
+                common.say(
+                    f"{side.name} {cell.phase} {query.route} x{concurrency}: p50 {common.fmt_ms(common.percentile(cell.latencies_ms, 50))} ms"
                 )
                 cells.append(cell)
         return cells
 
 
 async def bench(options: PlayerOptions) -> PlayerResult:
-    sides = [Side("this", REPO, git_revision(REPO), options.keyspace)]
+    sides = [Side("this", common.REPO, common.git_revision(common.REPO), options.keyspace)]
     if options.baseline is not None:
-        sides.insert(0, Side("baseline", options.baseline, git_revision(options.baseline), f"{options.keyspace}_base"))
+        sides.insert(
+            0, Side("baseline", options.baseline, common.git_revision(options.baseline), f"{options.keyspace}_base")
+        )
     dataset = build_dataset(options)
-    config = keyspace_config(options.keyspace)
-    with keyspace_lock(options.keyspace):
-        async with connected(config) as db:
+    config = common.keyspace_config(options.keyspace)
+    with common.keyspace_lock(options.keyspace):
+        async with common.connected(config) as db:
             for side in sides:
-                await ensure_schema(db, config, side.keyspace)  # this checkout's schema: a superset of older ones
-                await truncate(db, side.keyspace, DATA_TABLES)
-            result = PlayerResult(command_line(), options, await describe_machine(db, config), sides)
-    node_pid = cassandra_pid(config)
+                await common.ensure_schema(
+                    db, config, side.keyspace
+                )  # this checkout's schema: a superset of older ones
+                await common.truncate(db, side.keyspace, common.DATA_TABLES)
+            result = PlayerResult(common.command_line(), options, await common.describe_machine(db, config), sides)
+    node_pid = common.cassandra_pid(config)
     for round_index in range(options.rounds):  # sides alternate, so drift in the machine's load hits both
         for side in sides:
             cells = await run_side(side, round_index, dataset, options, node_pid)
@@ -264,7 +236,7 @@ def report(result: PlayerResult) -> str:
     for side in result.sides:
         cells = result.measurements.get(side.name, [])
         light = {
-            (cell.phase, cell.concurrency): percentile(cell.latencies_ms, 50)
+            (cell.phase, cell.concurrency): common.percentile(cell.latencies_ms, 50)
             for cell in cells
             if cell.route == "/v1/players/{light}/sessions"
         }
@@ -275,13 +247,15 @@ def report(result: PlayerResult) -> str:
                     f"{side.name} `{side.revision}`",
                     f"`{cell.route}` ({cell.phase})",
                     str(cell.concurrency),
-                    fmt_number(cell.requests),
-                    fmt_ms(percentile(cell.latencies_ms, 50)),
-                    fmt_ms(percentile(cell.latencies_ms, 99)),
-                    fmt_ms(max(cell.latencies_ms, default=float("nan"))),
+                    common.fmt_number(cell.requests),
+                    common.fmt_ms(common.percentile(cell.latencies_ms, 50)),
+                    common.fmt_ms(common.percentile(cell.latencies_ms, 99)),
+                    common.fmt_ms(max(cell.latencies_ms, default=float("nan"))),
                     str(cell.errors),
-                    fmt_number(cpu * 1000 / cell.requests, 2) if cell.requests else "—",
-                    fmt_ratio(ratio(percentile(cell.latencies_ms, 50), light[(cell.phase, cell.concurrency)])),
+                    common.fmt_number(cpu * 1000 / cell.requests, 2) if cell.requests else "—",
+                    common.fmt_ratio(
+                        common.ratio(common.percentile(cell.latencies_ms, 50), light[(cell.phase, cell.concurrency)])
+                    ),
                 ]
             )
     options = result.options
@@ -291,7 +265,9 @@ def report(result: PlayerResult) -> str:
         f"and posted in {POST_BATCH:,}-event requests. Each cell: {options.duration:g} s of closed-loop clients after "
         f"{options.warmup} warm-up requests; sides alternate over {options.rounds} rounds, each its own keyspace."
     )
-    return "\n\n".join([f"`{result.command}`", machine_markdown(result.machine), legend, markdown_table(HEADERS, rows)])
+    return "\n\n".join(
+        [f"`{result.command}`", common.machine_markdown(result.machine), legend, common.markdown_table(HEADERS, rows)]
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -303,7 +279,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--light-sessions", type=int, default=d.light_sessions, help="each light player's (default: %(default)s)"
     )
-    parser.add_argument("--concurrency", type=int_list, default=d.concurrency, help="concurrent clients (default: 1,8)")
+    parser.add_argument(
+        "--concurrency", type=common.int_list, default=d.concurrency, help="concurrent clients (default: 1,8)"
+    )
     parser.add_argument("--duration", type=float, default=d.duration, help="seconds per cell (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=d.rounds, help="rounds, sides alternating (default: %(default)s)")
     parser.add_argument(
@@ -332,16 +310,16 @@ def options_from(args: argparse.Namespace) -> PlayerOptions:
         results_dir=args.results_dir,
     )
     if options.sessions < 20 or options.light_sessions < 1 or options.rounds < 1 or options.duration <= 0:
-        raise BenchError(
+        raise common.BenchError(
             "--sessions must be at least 20, --light-sessions and --rounds at least 1, --duration positive"
         )
     if options.baseline is not None and not (options.baseline / "daemon").is_dir():
-        raise BenchError(f"--baseline {options.baseline}: not a checkout of this project")
-    check_keyspace(options.keyspace)
+        raise common.BenchError(f"--baseline {options.baseline}: not a checkout of this project")
+    common.check_keyspace(options.keyspace)
     return options
 
 
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     result = asyncio.run(bench(options))
-    return publish("players", result, report(result), options.results_dir)
+    return common.publish("players", result, report(result), options.results_dir)
