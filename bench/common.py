@@ -35,7 +35,7 @@ LOOPBACK = "127.0.0.1"
 DEMO_NOW = "2016-12-01T00:00:00Z"  # the dataset covers November 2016; pin the clock whatever config.toml says
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Tables the daemon writes; emptied between runs so every run starts from the same state.
-DATA_TABLES = ("sessions_by_player", "country_starts", "start_hours_by_country", "starts_by_minute", "rollup_counts")
+DATA_TABLES = ("sessions_by_player", "player_starts", "country_starts", "start_hours_by_country", "starts_by_minute", "rollup_counts")
 READY_TIMEOUT = 60.0
 READY_POLL = 0.1
 STOP_TIMEOUT = 90.0
@@ -231,11 +231,11 @@ async def describe_machine(db: Database, config: Config) -> Machine:
     )
 
 
-def git_revision() -> str:
-    """`git describe --always --dirty` (read-only); 'unknown' outside a checkout."""
+def git_revision(checkout: Path = REPO) -> str:
+    """`git describe --always --dirty` of `checkout` (read-only); 'unknown' outside a checkout."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            ["git", "-C", str(checkout), "describe", "--always", "--dirty"],
             check=False, capture_output=True, text=True, timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -438,6 +438,7 @@ class DaemonSpec:
     port: int
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    source: Path = REPO  # the checkout whose code the daemon runs (another worktree for an A/B)
 
     @property
     def url(self) -> str:
@@ -495,7 +496,7 @@ class Daemon:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "daemon", "serve"],
-                cwd=REPO,
+                cwd=spec.source,
                 env=spec.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -50,6 +50,12 @@ def encode_int_list(values: Sequence[int]) -> bytes:
 
 
 _SIZED_INT = struct.Struct(">ii").pack
+_UUID_SIZE = _INT(16)
+
+
+def encode_uuid_list(values: Sequence[uuid.UUID]) -> bytes:
+    """A CQL list<uuid> (protocol v3+): element count, then each element with its length."""
+    return _INT(len(values)) + b"".join(_UUID_SIZE + value.bytes for value in values)
 
 
 ENCODERS: dict[str, Encoder] = {
@@ -60,6 +66,7 @@ ENCODERS: dict[str, Encoder] = {
     "text": encode_text,
     "uuid": encode_uuid,
     "list<int>": encode_int_list,
+    "list<uuid>": encode_uuid_list,
 }
 
 

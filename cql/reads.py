@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from cql.binding import FastBinder, encode_int, encode_int_list, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
+from cql.player_sessions import STATEMENTS as PLAYER_STATEMENTS
+from cql.player_sessions import CompleteSession, PlayerSessions
 from daemon.core.instants import MS_PER_HOUR, datetime_to_ms
 
 log = logging.getLogger(__name__)
@@ -30,14 +32,13 @@ _SELECT_STARTS_AFTER = (
     "SELECT hour_desc, ts, session_id, player_id FROM {ks}.country_starts"
     " WHERE country = ? AND hour_desc IN ? AND (ts, session_id) < (?, ?) AND (ts) >= (?) LIMIT ?"
 )
-_SELECT_SESSIONS = "SELECT session_id, start_ts, end_ts, country FROM {ks}.sessions_by_player WHERE player_id = ?"
 
 _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (query, the column types its bind markers take, in order)
     "hours": (_SELECT_HOURS, ("text", "int", "int")),
     "starts": (_SELECT_STARTS, ("text", "list<int>", "timestamp", "timestamp", "int")),
     "starts_after": (_SELECT_STARTS_AFTER, ("text", "list<int>", "timestamp", "uuid", "timestamp", "int")),
-    "sessions": (_SELECT_SESSIONS, ("text",)),
+    **PLAYER_STATEMENTS,
 }
 
 # Cassandra reads the partitions of one `IN` request one after another and stops at its LIMIT,
@@ -76,25 +77,17 @@ class StoredStart:
         return datetime_to_ms(self.ts)
 
 
-@dataclass(frozen=True, slots=True)
-class CompleteSession:
-    session_id: uuid.UUID
-    country: str
-    start_ms: int
-    end_ms: int
-
-
 class Reads:
     """Prepared read statements and the logic that stitches their results."""
 
-    __slots__ = ("_db", "_hours", "_sessions", "_starts", "_starts_after")
+    __slots__ = ("_db", "_hours", "_players", "_starts", "_starts_after")
 
     def __init__(self, db: Database, binders: Mapping[str, FastBinder]) -> None:
         self._db = db
         self._hours = binders["hours"]
         self._starts = binders["starts"]
         self._starts_after = binders["starts_after"]
-        self._sessions = binders["sessions"]
+        self._players = PlayerSessions(db, binders)
 
     @classmethod
     async def prepare(cls, db: Database) -> Reads:
@@ -165,20 +158,8 @@ class Reads:
         ]
 
     async def complete_sessions(self, player_id: str, since_ms: int, limit: int) -> list[CompleteSession]:
-        """The `limit` newest sessions with both halves stored and a start at or after `since_ms`.
-
-        The whole partition is one read (a player's sessions of the last year): filtering before
-        the limit is what makes "the 20 newest complete" exact when newer sessions are incomplete.
-        """
-        rows = await self._db.execute(self._sessions.bind([encode_text(player_id)]))
-        sessions = [
-            CompleteSession(session_id, country or "", datetime_to_ms(start), datetime_to_ms(end))
-            for session_id, start, end, country in rows
-            if start is not None and end is not None
-        ]
-        recent = [session for session in sessions if session.start_ms >= since_ms]
-        recent.sort(key=lambda session: (session.start_ms, session.session_id), reverse=True)
-        return recent[:limit]
+        """The `limit` newest complete sessions of a player starting at or after `since_ms`."""
+        return await self._players.complete_sessions(player_id, since_ms, limit)
 
 
 def _first_wave(hours: list[int], counts: list[int | None], want: int) -> list[list[int]]:

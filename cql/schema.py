@@ -7,11 +7,17 @@ import datetime as dt
 from importlib import resources
 
 from cql.driver import Database
+from cql.player_index import index_player_starts
 from daemon.core.config import CassandraConfig
 
 SCHEMA_VERSION = 4
+# The version that added `player_starts`: a keyspace recorded at an older one holds sessions the
+# index does not know yet, so `apply` fills it from `sessions_by_player` before recording 4.
+PLAYER_INDEX_VERSION = 4
+COMPONENT = "player-session-service"
 REQUIRED_TABLES = (
     "sessions_by_player",
+    "player_starts",
     "country_starts",
     "start_hours_by_country",
     "starts_by_minute",
@@ -39,19 +45,41 @@ def render_schema(config: CassandraConfig, keyspace: str | None = None) -> list[
     return [statement.strip() for statement in text.split(";") if statement.strip()]
 
 
-async def apply_schema(db: Database, config: CassandraConfig, keyspace: str | None = None) -> list[str]:
-    """Create whatever is missing (every statement is IF NOT EXISTS) and record the version."""
+async def apply_schema(
+    db: Database, config: CassandraConfig, keyspace: str | None = None, reindex: bool = False
+) -> list[str]:
+    """Create whatever is missing (every statement is IF NOT EXISTS), fill new indexes, record the version.
+
+    `reindex` fills the player start index again even when the recorded version says it is
+    done: for starts that replicas of an older version stored after the first `apply`.
+    """
+    keyspace = keyspace or config.keyspace
+    before = await recorded_version(db, keyspace)
     statements = render_schema(config, keyspace)
     for statement in statements:
         # Schema changes must agree across nodes before the next one; the driver waits for it.
         await db.execute(statement)
+    if reindex or (before is not None and before < PLAYER_INDEX_VERSION):
+        await index_player_starts(db, keyspace)
+    # Recorded last: an apply interrupted before this point does the whole job again next time.
     await db.execute(
-        f"INSERT INTO {keyspace or config.keyspace}.schema_version (component, version, applied_at)"
-        " VALUES ('player-session-service', %s, %s)",
-        (SCHEMA_VERSION, dt.datetime.now(dt.UTC)),
+        f"INSERT INTO {keyspace}.schema_version (component, version, applied_at) VALUES (%s, %s, %s)",
+        (COMPONENT, SCHEMA_VERSION, dt.datetime.now(dt.UTC)),
     )
     await asyncio.to_thread(db.cluster.refresh_schema_metadata)
     return statements
+
+
+async def recorded_version(db: Database, keyspace: str) -> int | None:
+    """The schema version `apply` last recorded in `keyspace`; None for a keyspace it never finished."""
+    tables = await db.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = 'schema_version'",
+        (keyspace,),
+    )
+    if not tables:
+        return None
+    rows = await db.execute(f"SELECT version FROM {keyspace}.schema_version WHERE component = %s", (COMPONENT,))
+    return rows[0][0] if rows else None
 
 
 async def check_schema(db: Database) -> str | None:

@@ -22,6 +22,10 @@ WHERE player_id = ? AND session_id = ?"""
 _UPSERT_END = """
 UPDATE {ks}.sessions_by_player USING TTL ? SET end_ts = ?
 WHERE player_id = ? AND session_id = ?"""
+# The start's row in the player's time-ordered index: same partition key as its session row, so
+# both join the player's batch, which Cassandra applies as one mutation per key (no extra request).
+_INSERT_PLAYER_START = """
+INSERT INTO {ks}.player_starts (player_id, start_ts, session_id) VALUES (?, ?, ?) USING TTL ?"""
 _INSERT_COUNTRY_START = """
 INSERT INTO {ks}.country_starts (country, hour_desc, ts, session_id, player_id)
 VALUES (?, ?, ?, ?, ?) USING TTL ?"""
@@ -36,6 +40,7 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (query, the column types its bind markers take, in order)
     "upsert_start": (_UPSERT_START, ("int", "timestamp", "text", "text", "uuid")),
     "upsert_end": (_UPSERT_END, ("int", "timestamp", "text", "uuid")),
+    "insert_player_start": (_INSERT_PLAYER_START, ("text", "timestamp", "uuid", "int")),
     "insert_country_start": (_INSERT_COUNTRY_START, ("text", "int", "timestamp", "uuid", "text", "int")),
     "insert_minute_start": (_INSERT_MINUTE_START, ("int", "timestamp", "uuid", "text", "int")),
     "insert_start_hour": (_INSERT_START_HOUR, ("text", "int", "int")),
@@ -76,10 +81,12 @@ class EventWriter:
         """The rows to write for `events`, one list per Cassandra partition."""
         upsert_start = self._binders["upsert_start"].bind
         upsert_end = self._binders["upsert_end"].bind
+        insert_player_start = self._binders["insert_player_start"].bind
         insert_country_start = self._binders["insert_country_start"].bind
         insert_minute_start = self._binders["insert_minute_start"].bind
-        # Partition keys by their shape: player (str), country hour (str, int), minute (int),
-        # hour index ("hours", str). The shapes never collide, so no tag is needed.
+        # Partition keys by their shape: player (str; its session rows and its start index share the
+        # key), country hour (str, int), minute (int), hour index ("hours", str). The shapes never
+        # collide, so no tag is needed.
         groups: defaultdict[Hashable, list[BoundStatement]] = defaultdict(list)
         new_hours: set[tuple[str, int]] = set()
         for event in events:
@@ -93,7 +100,9 @@ class EventWriter:
             country = encode_text(event.country)
             hour = event.ts_ms // MS_PER_HOUR
             minute = event.ts_ms // MS_PER_MINUTE
-            groups[event.player_id].append(upsert_start([ttl, ts, country, player, session]))
+            player_rows = groups[event.player_id]
+            player_rows.append(upsert_start([ttl, ts, country, player, session]))
+            player_rows.append(insert_player_start([player, ts, session, ttl]))
             groups[(event.country, hour)].append(
                 insert_country_start([country, encode_int(-hour), ts, session, player, ttl])
             )

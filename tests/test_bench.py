@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
-from bench import common, ingest, queries
+from bench import common, ingest, players, queries
 from bench.__main__ import build_parser
 from bench.common import (
     BenchError,
@@ -249,6 +250,24 @@ def test_query_paths_use_known_countries_and_players() -> None:
     assert paths["/v1/countries/{C}/session-starts?hours=720"] == "/v1/countries/FI/session-starts?hours=720"
     assert paths["/complete_sessions/{id}"] == f"/complete_sessions/{'a' * 32}"
     assert sum(query.main for query in queries.queries_for(facts)) == 8
+
+
+def test_the_heavy_players_expected_answer_is_its_newest_complete_starts() -> None:
+    dataset = players.build_dataset(players.PlayerOptions(sessions=300, light_sessions=2))
+    events = [orjson.loads(line) for line in dataset.lines]
+    heavy = [event for event in events if event["player_id"] == dataset.heavy]
+    ends = {event["session_id"] for event in heavy if event["event"] == "end"}
+    starts = [event for event in heavy if event["event"] == "start"]
+    assert len(ends) == 300 and len(starts) == 300 + players.OPEN_SESSIONS
+    complete = sorted((event for event in starts if event["session_id"] in ends), key=lambda e: e["ts"], reverse=True)
+    assert dataset.expected == [event["session_id"] for event in complete[:20]]
+    newest = max(starts, key=lambda event: event["ts"])
+    assert newest["session_id"] not in ends  # the heavy player's newest sessions are open
+    year_ago = "2015-12-02T00:00:00"
+    assert all(year_ago < event["ts"] <= "2016-12-01T00:00:00.000" for event in events)
+    assert len(dataset.light) == players.LIGHT_PLAYERS
+    parsed = players.options_from(build_parser().parse_args(["players", "--sessions", "100"]))
+    assert parsed.sessions == 100 and parsed.baseline is None
 
 
 # --- end to end on the real node -----------------------------------------------------------------

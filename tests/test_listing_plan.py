@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from cql.reads import FIRST_HOURS, RUN_HOURS, Reads, _first_wave
+from cql.reads import _STATEMENTS, FIRST_HOURS, RUN_HOURS, Reads, _first_wave
 from daemon.core.instants import MS_PER_HOUR
 
 HOURS = list(range(5_000, 4_000, -1))  # 1,000 non-empty hours, newest first
@@ -84,7 +84,7 @@ async def test_rows_out_of_key_order_are_read_again_hour_by_hour() -> None:
         for hour in (410_010, 410_005, 410_001)
     }
     db = _ShuffledDatabase(rows_by_hour)
-    binders: Any = {name: _Binder() for name in ("hours", "starts", "starts_after", "sessions")}
+    binders: Any = {name: _Binder() for name in _STATEMENTS}
     reads = Reads(db, binders)  # type: ignore[arg-type]
     starts, resume = await reads.country_starts("UY", 410_000 * MS_PER_HOUR, 410_020 * MS_PER_HOUR, 3, None)
     newest_first = [row for hour in (410_010, 410_005, 410_001) for row in rows_by_hour[hour]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cql.reads import CompleteSession
+from cql.player_sessions import CompleteSession
 from daemon.core.events import MAX_PLAYER_ID_LENGTH, PLAYER_ID_TOO_LONG
 from daemon.core.instants import format_ms
 from web.csv import country_starts_csv, sessions_csv, wants_csv

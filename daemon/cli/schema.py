@@ -14,6 +14,11 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(subparsers, "schema", "apply or show the Cassandra schema")
     parser.add_argument("action", choices=("apply", "show"), help="apply: create what is missing; show: print CQL")
     parser.add_argument("--keyspace", default=None, help="keyspace to use instead of cassandra.keyspace")
+    parser.add_argument(
+        "--reindex",
+        action="store_true",
+        help="apply: fill the player start index from the stored sessions again (after older replicas stopped)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -24,10 +29,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for statement in render_schema(config.cassandra, args.keyspace):
             print(f"{statement};\n")
         return 0
-    return asyncio.run(_apply(config, args.keyspace))
+    return asyncio.run(_apply(config, args.keyspace, args.reindex))
 
 
-async def _apply(config: Config, keyspace: str | None) -> int:
+async def _apply(config: Config, keyspace: str | None, reindex: bool) -> int:
     from cassandra.cluster import NoHostAvailable
 
     from cql.driver import Database
@@ -39,7 +44,7 @@ async def _apply(config: Config, keyspace: str | None) -> int:
         hosts = ", ".join(config.cassandra.contact_points)
         raise CommandError(f"cannot reach Cassandra at {hosts}:{config.cassandra.port}: {exc}") from None
     try:
-        statements = await apply_schema(db, config.cassandra, keyspace)
+        statements = await apply_schema(db, config.cassandra, keyspace, reindex)
     finally:
         await db.close()
     print(f"schema applied to keyspace {keyspace or config.cassandra.keyspace} ({len(statements)} statements)")
