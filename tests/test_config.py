@@ -175,7 +175,7 @@ def test_every_key_has_an_environment_name() -> None:
         for section, field in Config.model_fields.items()
         for key in field.annotation.model_fields  # type: ignore[union-attr]
     }
-    assert len(names) == 57
+    assert len(names) == 61
     assert {"PSS_INGEST_MAX_QUEUED_EVENTS", "PSS_CASSANDRA_CONTACT_POINTS", "PSS_CLOCK_NOW"} <= names
     # Each name reaches its key: a changed value of the right kind comes through.
     valid_text = {
@@ -184,6 +184,7 @@ def test_every_key_has_an_environment_name() -> None:
         "consistency": "ONE",
         "now": "2020-01-01",
         "bus": "redis://127.0.0.1:6390/0",
+        "batching": "partition",
     }
     for name in names:
         section, key = name.removeprefix(ENV_PREFIX).lower().split("_", 1)

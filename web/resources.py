@@ -13,6 +13,7 @@ from aiohttp import web
 from cassandra.cluster import NoHostAvailable
 
 from cql.driver import Database
+from cql.grouping import Grouping
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
@@ -86,7 +87,7 @@ async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[DATABASE]
     pipeline = Pipeline(
         db,
-        await EventWriter.prepare(db),
+        await EventWriter.prepare(db, Grouping.of(db, config.ingest)),
         config.ingest,
         app[CLOCK],
         listeners=(app[REFRESHER].mark, app[LIVE_BUS].publish if LIVE_BUS in app else app[LIVE_HUB].publish),
