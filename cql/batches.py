@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cassandra.query import BatchStatement, BatchType, BoundStatement, Statement
+from cassandra.query import BoundStatement, Statement
+
+from cql.driver_internals import unlogged_batch
 
 # Cassandra warns above 5 KiB per batch and fails above 50 KiB (batch_size_*_threshold). A
 # session row mutation is ~100 bytes, so 40 statements stay under the warning.
@@ -37,7 +39,8 @@ def batched(group: Sequence[BoundStatement]) -> list[Statement]:
     if len(group) == 1:
         return [group[0]]
     return [
-        unlogged(group[offset : offset + MAX_BATCH_STATEMENTS]) for offset in range(0, len(group), MAX_BATCH_STATEMENTS)
+        unlogged_batch(group[offset : offset + MAX_BATCH_STATEMENTS])
+        for offset in range(0, len(group), MAX_BATCH_STATEMENTS)
     ]
 
 
@@ -56,19 +59,10 @@ def packed(groups: Iterable[Sequence[BoundStatement]], bounds: BatchBounds) -> l
             statements += batched(group)
             continue
         if len(batch) + len(group) > bounds.statements or size + group_size > bounds.bytes:
-            statements.append(unlogged(batch) if len(batch) > 1 else batch[0])
+            statements.append(unlogged_batch(batch) if len(batch) > 1 else batch[0])
             batch, size = [], 0
         batch += group
         size += group_size
     if batch:
-        statements.append(unlogged(batch) if len(batch) > 1 else batch[0])
+        statements.append(unlogged_batch(batch) if len(batch) > 1 else batch[0])
     return statements
-
-
-def unlogged(rows: Sequence[BoundStatement]) -> BatchStatement:
-    """An idempotent unlogged batch; the driver routes it by its first row's partition."""
-    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-    for statement in rows:
-        batch.add(statement)
-    batch.is_idempotent = True
-    return batch
