@@ -295,6 +295,10 @@ RANGE_ERRORS = [
     ),
     ("PSS_INGEST_ACTORS", "-1", "ingest.actors: must be 0 (one per core) or more"),
     ("PSS_INGEST_FLUSH_EVENTS", "0", "ingest.flush_events: must be at least 1"),
+    ("PSS_INGEST_BATCHING", "token", "ingest.batching: must be one of replica_set, players_apart, partition"),
+    ("PSS_INGEST_BATCH_STATEMENTS", "65536", "ingest.batch_statements: must be 1..65535"),
+    ("PSS_INGEST_BATCH_BYTES", "100", "ingest.batch_bytes: must be at least 256"),
+    ("PSS_INGEST_MAX_REPLICA_SETS", "0", "ingest.max_replica_sets: must be at least 1"),
     (
         "PSS_INGEST_MAX_QUEUED_EVENTS",
         "99999",
