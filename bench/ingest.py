@@ -611,7 +611,9 @@ def legend(options: IngestOptions) -> str:
     return (
         f"{options.events:,} generated events (seed {options.seed}); events/s is the median of {options.runs} "
         "run(s); POST latencies pooled over the runs; writer = the daemon's CPU (service rows) or the bench "
-        "process's (baselines), from /proc utime+stime; peak RSS = the daemon's VmHWM."
+        "process's (baselines), from /proc utime+stime; peak RSS = the daemon's VmHWM. limit = the writer's own rows "
+        "and rollup marks for all the events, bound and packed into unlogged batches before the timing, then sent "
+        "with 256 in flight: what the node absorbs when the client costs almost nothing."
     )
 
 
