@@ -1,4 +1,4 @@
-"""`python -m bench ingest`: the service's HTTP ingest against a direct-driver baseline and the original design."""
+"""`python -m bench ingest`: the service's HTTP ingest against the limit, a direct-driver baseline and the original design."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ from bench.common import (
     status_kb,
     truncate,
 )
-from cql.driver import Database
+from cql.batches import BatchBounds, packed
+from cql.driver import Database, first_error
 from cql.writes import EventWriter
 from daemon.core.clock import Clock
 from daemon.core.config import Config
@@ -88,6 +89,8 @@ class IngestOptions:
     keyspace: str = "bench_ingest"
     port: int = 18081
     direct_concurrency: int = 100
+    limit_batch: int = 40  # rows per unlogged batch of the limit baseline (also bounded by ingest.batch_bytes)
+    limit_concurrency: int = 256
     original_events: int = 10_000
     memory_clients: int = 4
     memory_batch: int = 100_000  # 0 skips the memory configuration
@@ -405,6 +408,48 @@ async def bench_direct(ctx: Context, events: Sequence[Event]) -> Row:
     return row
 
 
+# -- the limit: what the node absorbs when the client costs almost nothing ------------------
+
+
+def limit_batches(ctx: Context, writer: EventWriter, events: Sequence[Event]) -> tuple[list[Statement], int]:
+    """The writer's own rows and rollup marks for all the events, bound and packed into unlogged batches
+    across partitions (as one flush of everything would be); returns them and the count of rows."""
+    expiry_ms, now = ctx.config.ingest.retention_ms, now_ms()
+    groups = list(writer.rows_by_partition(events, expiry_ms, now).values())
+    bounds = BatchBounds(ctx.options.limit_batch, ctx.config.ingest.batch_bytes)
+    rows = sum(map(len, groups))
+    return packed(groups, bounds) + writer.pending_marks_for(events, expiry_ms, now), rows
+
+
+async def limit_run(ctx: Context, events: Sequence[Event]) -> Run:
+    """Prepared outside the timing: only sending the batches (256 in flight) is timed."""
+    truncated = await truncate(ctx.db, ctx.options.keyspace, DATA_TABLES)
+    writer = await EventWriter.prepare(ctx.db)
+    statements, rows = limit_batches(ctx, writer, events)
+    meter = CpuMeter({"writer": os.getpid(), "cassandra": ctx.cassandra_pid})
+    meter.start()
+    began = time.perf_counter()
+    error = first_error(await ctx.db.execute_many(statements, ctx.options.limit_concurrency))
+    seconds = time.perf_counter() - began
+    if error is not None:
+        raise BenchError(f"limit baseline: a batch failed: {error}")
+    run = Run(events=len(events), seconds=seconds, cpu=meter.stop(), truncate_seconds=truncated)
+    say(f"  limit: {rows:,} rows in {len(statements):,} requests, {run.rate:,.0f} events/s")
+    return run
+
+
+async def bench_limit(ctx: Context, events: Sequence[Event]) -> Row:
+    options = ctx.options
+    name = (
+        f"limit (pre-bound unlogged batches of ≤{options.limit_batch} rows across partitions, "
+        f"{options.limit_concurrency} in flight)"
+    )
+    row = Row(name, None, None)
+    for _ in range(options.runs):
+        row.runs.append(await limit_run(ctx, events))
+    return row
+
+
 # -- the original design --------------------------------------------------------------------
 
 
@@ -448,7 +493,8 @@ class IngestResult:
     options: IngestOptions
     machine: Machine
     skipped: list[str]
-    rows: list[Row]  # the service configurations, the memory check, then the two baselines
+    rows: list[Row]  # the service configurations, the memory check, then the three baselines
+    limit_rate: float
     direct_rate: float
     original_rate: float
 
@@ -459,7 +505,7 @@ class IngestResult:
             "options": self.options,
             "machine": self.machine,
             "skipped": self.skipped,
-            "rows": [row_record(row, self.direct_rate, self.original_rate) for row in self.rows],
+            "rows": [row_record(row, self.limit_rate, self.direct_rate, self.original_rate) for row in self.rows],
         }
 
 
@@ -474,17 +520,19 @@ async def bench(options: IngestOptions) -> IngestResult:
             await ensure_schema(db, config, options.keyspace)
             machine = await describe_machine(db, config)
             rows = await bench_all(Context(options, config, db, cassandra_pid(config)), lines, events, grid)
-    direct, original = rows[-2:]
-    return IngestResult(command_line(), options, machine, skipped, rows, direct.rate, original.rate)
+    limit, direct, original = rows[-3:]
+    return IngestResult(command_line(), options, machine, skipped, rows, limit.rate, direct.rate, original.rate)
 
 
 async def bench_all(
     ctx: Context, lines: Sequence[bytes], events: Sequence[Event], grid: Sequence[tuple[int, int]]
 ) -> list[Row]:
-    """The service configurations, the memory check, then the two baselines (last, in that order)."""
+    """The service configurations, the memory check, then the three baselines (last, in that order)."""
     say(f"service: {len(grid)} configurations × {ctx.options.runs} runs")
     rows = await bench_service(ctx, lines, grid)
     rows += await bench_memory(ctx, lines)
+    say("limit baseline...")
+    rows.append(await bench_limit(ctx, events))
     say("direct-driver baseline...")
     rows.append(await bench_direct(ctx, events))
     say("original design...")
@@ -493,7 +541,7 @@ async def bench_all(
     return rows
 
 
-def row_record(row: Row, direct_rate: float, original_rate: float) -> dict[str, Any]:
+def row_record(row: Row, limit_rate: float, direct_rate: float, original_rate: float) -> dict[str, Any]:
     latencies = row.latencies_ms
     return {
         "writer": row.writer,
@@ -507,6 +555,7 @@ def row_record(row: Row, direct_rate: float, original_rate: float) -> dict[str, 
         "writer_cpu_seconds_median": row.cpu("writer"),
         "cassandra_cpu_seconds_median": row.cpu("cassandra"),
         "peak_rss_mb": row.peak_rss_mb,
+        "vs_limit": ratio(row.rate, limit_rate),
         "vs_direct": ratio(row.rate, direct_rate),
         "vs_original": ratio(row.rate, original_rate),
         "runs": row.runs,
@@ -526,12 +575,13 @@ HEADERS = (
     "writer CPU µs/event",
     "Cassandra CPU s",
     "peak RSS MB",
+    "vs limit",
     "vs direct",
     "vs original",
 )
 
 
-def table_row(row: Row, direct_rate: float, original_rate: float) -> list[str]:
+def table_row(row: Row, limit_rate: float, direct_rate: float, original_rate: float) -> list[str]:
     latencies = row.latencies_ms
     writer_cpu = row.cpu("writer")
     return [
@@ -545,13 +595,14 @@ def table_row(row: Row, direct_rate: float, original_rate: float) -> list[str]:
         fmt_number(writer_cpu / row.events * 1e6 if row.events else math.nan),
         fmt_number(row.cpu("cassandra"), 1),
         fmt_number(row.peak_rss_mb),
+        fmt_ratio(ratio(row.rate, limit_rate)) if row.comparable else "—",
         fmt_ratio(ratio(row.rate, direct_rate)) if row.comparable else "—",
         fmt_ratio(ratio(row.rate, original_rate)) if row.comparable else "—",
     ]
 
 
 def report(result: IngestResult) -> str:
-    rows = [table_row(row, result.direct_rate, result.original_rate) for row in result.rows]
+    rows = [table_row(row, result.limit_rate, result.direct_rate, result.original_rate) for row in result.rows]
     parts = [f"`{result.command}`", machine_markdown(result.machine), legend(result.options), markdown_table(HEADERS, rows)]
     return "\n\n".join(parts) + "\n\n" + " ".join(notes(result))
 
@@ -560,7 +611,9 @@ def legend(options: IngestOptions) -> str:
     return (
         f"{options.events:,} generated events (seed {options.seed}); events/s is the median of {options.runs} "
         "run(s); POST latencies pooled over the runs; writer = the daemon's CPU (service rows) or the bench "
-        "process's (baselines), from /proc utime+stime; peak RSS = the daemon's VmHWM."
+        "process's (baselines), from /proc utime+stime; peak RSS = the daemon's VmHWM. limit = the writer's own rows "
+        "and rollup marks for all the events, bound and packed into unlogged batches before the timing, then sent "
+        "with 256 in flight: what the node absorbs when the client costs almost nothing."
     )
 
 
@@ -581,7 +634,7 @@ def notes(result: IngestResult) -> list[str]:
 
 def register(subparsers: Any) -> None:
     defaults = IngestOptions()
-    parser = subparsers.add_parser("ingest", help="ingest throughput: service vs direct driver vs original design")
+    parser = subparsers.add_parser("ingest", help="ingest throughput: service vs the limit, direct driver and original design")
     parser.add_argument("--events", type=int, default=None, help=f"events to generate (default: {defaults.events:,})")
     parser.add_argument("--runs", type=int, default=None, help=f"runs per configuration (default: {defaults.runs})")
     parser.add_argument("--batch-sizes", type=int_list, default=None, help="events per POST (default: 100,10000,100000)")
@@ -591,6 +644,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--keyspace", default=defaults.keyspace, help="bench keyspace, emptied between runs (default: %(default)s)")
     parser.add_argument("--port", type=int, default=defaults.port, help="port of the bench's daemon (default: %(default)s)")
     parser.add_argument("--original-events", type=int, default=None, help="events timed for the original design (default: 10,000)")
+    parser.add_argument("--limit-batch", type=int, default=defaults.limit_batch, help="rows per batch of the limit baseline (default: %(default)s)")
     parser.add_argument("--direct-concurrency", type=int, default=defaults.direct_concurrency, help="driver requests in flight (default: %(default)s)")
     parser.add_argument("--memory-batch", type=int, default=None, help="events per batch of the memory check; 0 skips it (default: 100,000)")
     parser.add_argument("--memory-clients", type=int, default=defaults.memory_clients, help="clients of the memory check (default: %(default)s)")
@@ -615,12 +669,13 @@ def options_from(args: argparse.Namespace) -> IngestOptions:
         keyspace=args.keyspace,
         port=args.port,
         direct_concurrency=args.direct_concurrency,
+        limit_batch=args.limit_batch,
         memory_clients=args.memory_clients,
         results_dir=args.results_dir,
         **values,
     )
-    if options.events < 1 or options.runs < 1 or options.original_events < 1 or options.direct_concurrency < 1:
-        raise BenchError("--events, --runs, --original-events and --direct-concurrency must be at least 1")
+    if min(options.events, options.runs, options.original_events, options.direct_concurrency, options.limit_batch) < 1:
+        raise BenchError("--events, --runs, --original-events, --direct-concurrency and --limit-batch must be at least 1")
     check_keyspace(options.keyspace)
     return options
 

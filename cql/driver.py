@@ -48,6 +48,7 @@ class Database:
     async def connect(cls, config: CassandraConfig) -> Database:
         """Connect in a worker thread: the driver's connect blocks on network I/O."""
         cluster = build_cluster(config)
+        _quiet_expected_server_warnings()
         try:
             with _quiet_connect_failures():
                 session = await asyncio.to_thread(cluster.connect)
@@ -104,6 +105,20 @@ class Database:
         done: asyncio.Future[list[BaseException | None]] = loop.create_future()
         _WritePump(self.session, statements, concurrency, loop, done).start()
         return await done
+
+
+class _ExpectedServerWarnings(logging.Filter):
+    """Drops the node's warning about unlogged batches across partitions: the writer sends them on purpose,
+    each one to a replica of all its partitions (cql/grouping.py), and the driver logs it once per batch."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and str(record.args[0]).startswith("Unlogged batch covering"))
+
+
+def _quiet_expected_server_warnings() -> None:
+    protocol_log = logging.getLogger("cassandra.protocol")
+    if not any(isinstance(existing, _ExpectedServerWarnings) for existing in protocol_log.filters):
+        protocol_log.addFilter(_ExpectedServerWarnings())
 
 
 class _ConnectFailureFilter(logging.Filter):

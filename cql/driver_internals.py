@@ -1,16 +1,17 @@
 """Every use of cassandra-driver's private internals, in one place; tests/test_driver_internals.py fails
 loudly, naming what changed and what to do, when a driver upgrade moves one of them.
 
-Each use carries a measured win (BENCHMARKS.md): binding without `PreparedStatement.bind`, freeing
-finished requests by reference counting, and paging one page at a time without a ResultSet.
+Each use carries a measured win (BENCHMARKS.md): binding without `PreparedStatement.bind`, filling a batch
+without `BatchStatement.add`, freeing finished requests by reference counting, and paging one page at a time
+without a ResultSet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cassandra.cluster import ResponseFuture
-from cassandra.query import BoundStatement, PreparedStatement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, PreparedStatement
 
 DRIVER_VERSION_CHECKED = "3.30.1"  # the version these internals were read from (pyproject pins it)
 
@@ -33,6 +34,22 @@ def bound_statement_maker(prepared: PreparedStatement) -> Bind:
         return statement
 
     return bind
+
+
+def unlogged_batch(rows: Sequence[BoundStatement]) -> BatchStatement:
+    """An idempotent unlogged batch of bound statements, routed (token-aware) by its first row's partition.
+
+    `BatchStatement.add` type-checks each row and updates the batch's routing state per row; the batch
+    keeps a bound row as (True, query id, encoded values), so the list is built here at once and the
+    routing key and keyspace set from the first row, as `add` would. Relies on `_statements_and_parameters`.
+    """
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    batch._statements_and_parameters = [(True, row.prepared_statement.query_id, row.values) for row in rows]
+    first = rows[0]
+    batch.routing_key = first.routing_key
+    batch.keyspace = first.keyspace
+    batch.is_idempotent = True
+    return batch
 
 
 def next_paging_state(response: ResponseFuture) -> bytes | None:

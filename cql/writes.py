@@ -1,4 +1,4 @@
-"""Turns accepted events into idempotent CQL writes: each partition's rows in unlogged batches of bounded size."""
+"""Turns accepted events into idempotent CQL writes: partitions' rows in unlogged batches (`cql.grouping`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Hashable, Iterable
 
 from cassandra.query import BoundStatement, Statement
 
-from cql.batches import batched
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
+from cql.grouping import Grouping
 from cql.pending import PendingMarks
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
@@ -50,35 +50,42 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 class EventWriter:
     """Prepared statements for storing events, and the grouping of a flush into per-partition writes."""
 
-    __slots__ = ("_binders", "_pending", "_known_hours")
+    __slots__ = ("_binders", "_pending", "_known_hours", "grouping")
 
-    def __init__(self, binders: dict[str, FastBinder], pending: PendingMarks) -> None:
+    def __init__(self, binders: dict[str, FastBinder], pending: PendingMarks, grouping: Grouping) -> None:
         self._binders = binders
         self._pending = pending
+        self.grouping = grouping
         # (country, hour) index rows this process already wrote durably; rewriting one is
         # harmless (idempotent), so the cache only saves writes and may forget freely.
         self._known_hours: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     @classmethod
-    async def prepare(cls, db: Database) -> EventWriter:
+    async def prepare(cls, db: Database, grouping: Grouping | None = None) -> EventWriter:
+        """The writer's statements prepared on `db`; one partition per batch unless `grouping` says otherwise."""
         binders = {}
         for name, (query, types) in _STATEMENTS.items():
             prepared = await db.prepare(query.format(ks=db.keyspace))
             prepared.is_idempotent = True  # every write is an upsert, so the driver may retry it
             binders[name] = FastBinder(prepared, types)
-        return cls(binders, await PendingMarks.prepare(db))
+        return cls(binders, await PendingMarks.prepare(db), grouping or Grouping.per_partition())
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
-        """The writes for `events`: each partition's rows as one statement or unlogged batches of it.
+        """The writes for `events`: partitions' rows in unlogged batches, as the writer's grouping packs them.
 
         `expiry_ms` is the retention span: a row lives until its event time plus that span, as
         seen by the service clock at `now_ms`.
         """
-        groups = self.partition_groups(events, expiry_ms, now_ms)
-        return [statement for group in groups for statement in batched(group)]
+        return self.grouping.statements(self.rows_by_partition(events, expiry_ms, now_ms))
 
     def partition_groups(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[list[BoundStatement]]:
         """The rows to write for `events`, one list per Cassandra partition."""
+        return list(self.rows_by_partition(events, expiry_ms, now_ms).values())
+
+    def rows_by_partition(
+        self, events: Iterable[Event], expiry_ms: int, now_ms: int
+    ) -> dict[Hashable, list[BoundStatement]]:
+        """The rows to write for `events` by partition key; a player's key is its id (the only str key)."""
         upsert_start = self._binders["upsert_start"].bind
         upsert_end = self._binders["upsert_end"].bind
         insert_player_start = self._binders["insert_player_start"].bind
@@ -116,7 +123,7 @@ class EventWriter:
             groups[("hours", country_code)].append(
                 insert_start_hour([encode_text(country_code), encode_int(hour), encode_int(hour_ttl)])
             )
-        return list(groups.values())
+        return groups
 
     def pending_marks_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
         """Durable marks of the minutes `events` started in, for the rollup refresher of any replica.

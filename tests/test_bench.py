@@ -292,13 +292,13 @@ def test_quick_ingest_bench_end_to_end(isolated_keyspace: str, tmp_path: Path) -
     table = done.stdout
     assert "| writer | batch | clients | events/s (median) |" in table
     assert "| service | 100 | 1 |" in table
-    assert "direct driver" in table and "original design" in table
+    assert "limit (" in table and "direct driver" in table and "original design" in table
     assert "Cassandra 5." in table
     [result_file] = tmp_path.glob("ingest-*.json")
     result = json.loads(result_file.read_text())
     assert result["command"].startswith("python -m bench ingest --quick")
     rows = result["rows"]
-    assert [row["writer"].split()[0] for row in rows] == ["service"] * 4 + ["direct", "original"]
+    assert [row["writer"].split()[0] for row in rows] == ["service"] * 4 + ["limit", "direct", "original"]
     for row in rows:
         assert row["events_per_second_median"] > 0
         assert all(run["events"] == row["events"] for run in row["runs"])

@@ -182,7 +182,7 @@ def test_every_key_has_an_environment_name() -> None:
         for section, field in Config.model_fields.items()
         for key in field.annotation.model_fields  # type: ignore[union-attr]
     }
-    assert len(names) == 71
+    assert len(names) == 75
     assert {"PSS_INGEST_MAX_QUEUED_EVENTS", "PSS_CASSANDRA_CONTACT_POINTS", "PSS_CLOCK_NOW"} <= names
     # Each name reaches its key: a changed value of the right kind comes through.
     valid_text = {
@@ -192,6 +192,7 @@ def test_every_key_has_an_environment_name() -> None:
         "now": "2020-01-01",
         "bus": "redis://127.0.0.1:6390/0",
         "format": "json",
+        "batching": "partition",
     }
     for name in names:
         section, key = name.removeprefix(ENV_PREFIX).lower().split("_", 1)
@@ -302,6 +303,10 @@ RANGE_ERRORS = [
     ),
     ("PSS_INGEST_ACTORS", "-1", "ingest.actors: must be 0 (one per core) or more"),
     ("PSS_INGEST_FLUSH_EVENTS", "0", "ingest.flush_events: must be at least 1"),
+    ("PSS_INGEST_BATCHING", "token", "ingest.batching: must be one of replica_set, players_apart, partition"),
+    ("PSS_INGEST_BATCH_STATEMENTS", "65536", "ingest.batch_statements: must be 1..65535"),
+    ("PSS_INGEST_BATCH_BYTES", "100", "ingest.batch_bytes: must be at least 256"),
+    ("PSS_INGEST_MAX_REPLICA_SETS", "0", "ingest.max_replica_sets: must be at least 1"),
     (
         "PSS_INGEST_MAX_QUEUED_EVENTS",
         "99999",

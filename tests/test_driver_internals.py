@@ -11,12 +11,18 @@ from collections.abc import AsyncIterator
 
 import cassandra
 import pytest
-from cassandra.query import BoundStatement, SimpleStatement
+from cassandra.query import BatchStatement, BatchType, BoundStatement, SimpleStatement
 from conftest import config_for
 
 from cql.binding import encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
-from cql.driver_internals import DRIVER_VERSION_CHECKED, bound_statement_maker, next_paging_state, release
+from cql.driver_internals import (
+    DRIVER_VERSION_CHECKED,
+    bound_statement_maker,
+    next_paging_state,
+    release,
+    unlogged_batch,
+)
 
 pytestmark = pytest.mark.cassandra
 
@@ -43,7 +49,10 @@ async def test_a_fast_bound_statement_equals_the_drivers_own_bind(db: Database) 
     session = uuid.uuid4()
     values = [3600, 1_480_550_400_000, "FI", "player", session]
     encoded = [
-        encode_int(3600), encode_timestamp(1_480_550_400_000), encode_text("FI"), encode_text("player"),
+        encode_int(3600),
+        encode_timestamp(1_480_550_400_000),
+        encode_text("FI"),
+        encode_text("player"),
         encode_uuid(session),
     ]
     ours = bound_statement_maker(prepared)(encoded)
@@ -63,6 +72,27 @@ async def test_a_fast_bound_statement_equals_the_drivers_own_bind(db: Database) 
         ("player", session),
     )
     assert rows == [("FI",)]
+
+
+async def test_a_fast_batch_equals_one_filled_by_add(db: Database) -> None:
+    prepared = await db.prepare(f"INSERT INTO {db.keyspace}.start_hours_by_country (country, hour) VALUES (?, ?)")
+    bind = bound_statement_maker(prepared)
+    rows = [bind([encode_text(country), encode_int(hour)]) for country, hour in (("FI", 1), ("SE", 2), ("EE", 3))]
+    ours = unlogged_batch(rows)
+    theirs = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for row in rows:
+        theirs.add(row)
+    todo = "compare BatchStatement.add with unlogged_batch, or fill batches with add (slower)"
+    assert ours._statements_and_parameters == theirs._statements_and_parameters, UPGRADE.format(
+        what="how a batch keeps its statements", todo=todo
+    )
+    assert (ours.routing_key, ours.keyspace) == (theirs.routing_key, theirs.keyspace) == (b"FI", db.keyspace), (
+        UPGRADE.format(what="how a batch takes its routing key", todo=todo)
+    )
+    assert ours.batch_type == BatchType.UNLOGGED and ours.is_idempotent
+    await db.execute(ours)
+    stored = await db.execute(f"SELECT country, hour FROM {db.keyspace}.start_hours_by_country WHERE country = 'SE'")
+    assert ("SE", 2) in stored
 
 
 async def test_the_next_page_state_is_the_one_the_result_set_exposes(db: Database) -> None:

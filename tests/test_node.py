@@ -84,6 +84,7 @@ def test_cassandra_yaml_has_the_required_keys_and_our_ports(node: NodeConfig) ->
     for key in ("partitioner", "endpoint_snitch", "commitlog_sync", "commitlog_sync_period", "seed_provider"):
         assert key in rendered
     assert rendered["storage_compatibility_mode"] == "NONE"
+    assert rendered["unlogged_batch_across_partitions_warn_threshold"] >= 40  # [ingest] batch_statements
     # 4.x names are fatal in 5.0 ("Invalid yaml").
     assert not [key for key in rendered if key.endswith("_in_ms") or key == "start_rpc"]
 

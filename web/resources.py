@@ -15,6 +15,7 @@ from cassandra.cluster import NoHostAvailable
 from cql.apikeys import ApiKeyStore
 from cql.driver import Database
 from cql.exact import ExactCounts
+from cql.grouping import Grouping
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
@@ -128,7 +129,7 @@ async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[DATABASE]
     pipeline = Pipeline(
         db,
-        await EventWriter.prepare(db),
+        await EventWriter.prepare(db, Grouping.of(db, config.ingest)),
         config.ingest,
         app[CLOCK],
         listeners=(app[REFRESHER].mark, app[LIVE_BUS].publish if LIVE_BUS in app else app[LIVE_HUB].publish),

@@ -115,6 +115,10 @@ class CassandraConfig(_Section):
         return datacenters
 
 
+_BATCHING = ("replica_set", "players_apart", "partition")  # cql/grouping.py says what each does
+_ONE_OF_THE_MODES = f"must be one of {', '.join(_BATCHING)}"
+
+
 class IngestConfig(_Section):
     actors: Annotated[Int, check(lambda actors: actors >= 0, "must be 0 (one per core) or more")] = 0
     # Declared before max_queued_events, whose check reads it: pydantic validates fields in declaration order.
@@ -128,6 +132,10 @@ class IngestConfig(_Section):
     max_body_bytes: Annotated[Int, check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024
     max_future_hours: Annotated[Float, NotNegative] = 24.0
     retention_days: Annotated[Int, check(lambda days: 1 <= days <= 3650, "must be 1..3650")] = 365
+    batching: Annotated[Str, check(lambda mode: mode in _BATCHING, _ONE_OF_THE_MODES)] = "replica_set"
+    batch_statements: Annotated[Int, check(lambda count: 1 <= count <= 65535, "must be 1..65535")] = 40
+    batch_bytes: Annotated[Int, check(lambda size: size >= 256, "must be at least 256")] = 4608
+    max_replica_sets: Annotated[Int, AtLeastOne] = 64
 
     @field_validator("max_queued_events")
     @classmethod

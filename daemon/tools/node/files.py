@@ -188,6 +188,10 @@ native_transport_port: {node.native_port}
 auto_snapshot: false
 # Without this a 5.0 node runs in CASSANDRA_4 compatibility mode, lacking some 5.0 features.
 storage_compatibility_mode: NONE
+# The daemon packs rows of partitions that share their replicas into unlogged batches on purpose ([ingest]
+# batching); at the default (10) the node warns about every such batch. The batch size thresholds stay at their
+# defaults (warn 5 KiB, fail 50 KiB): [ingest] batch_bytes keeps below the warning.
+unlogged_batch_across_partitions_warn_threshold: 100
 """
 
 
