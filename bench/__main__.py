@@ -1,4 +1,4 @@
-"""`python -m bench ingest|queries|players|fanout|bus|cpu|settle`: benchmarks against the real Cassandra node; tables on stdout, JSON in bench/results."""
+"""`python -m bench ingest|queries|players|fanout|bus|cpu|settle|auth`: benchmarks against the real Cassandra node; tables on stdout, JSON in bench/results."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bench import bus, cpu, fanout, ingest, players, queries, settle
+from bench import auth, bus, cpu, fanout, ingest, players, queries, settle
 from bench.common import BenchError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="player-session-service benchmarks")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (ingest, queries, players, fanout, bus, cpu, settle):
+    for module in (ingest, queries, players, fanout, bus, cpu, settle, auth):
         module.register(subparsers)
     return parser
 

@@ -554,7 +554,9 @@ async def running_daemon(spec: DaemonSpec) -> AsyncIterator[Daemon]:
             say(f"warning: daemon exited with {code}; log: {spec.log_path}")
 
 
-def client_session(connections: int, timeout: float) -> aiohttp.ClientSession:
-    """An HTTP client with one pooled connection per concurrent client."""
+def client_session(
+    connections: int, timeout: float, headers: Mapping[str, str] | None = None
+) -> aiohttp.ClientSession:
+    """An HTTP client with one pooled connection per concurrent client (`headers` on every request)."""
     connector = aiohttp.TCPConnector(limit=max(1, connections))
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout))
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers)

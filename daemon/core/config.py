@@ -132,7 +132,7 @@ class IngestConfig(_Section):
     max_body_bytes: Annotated[Int, check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024
     max_future_hours: Annotated[Float, NotNegative] = 24.0
     retention_days: Annotated[Int, check(lambda days: 1 <= days <= 3650, "must be 1..3650")] = 365
-    batching: Annotated[Str, check(lambda mode: mode in _BATCHING, _ONE_OF_THE_MODES)] = "replica_set"
+    batching: Annotated[Str, check(lambda mode: mode in _BATCHING, _ONE_OF_THE_MODES)] = "players_apart"
     batch_statements: Annotated[Int, check(lambda count: 1 <= count <= 65535, "must be 1..65535")] = 40
     batch_bytes: Annotated[Int, check(lambda size: size >= 256, "must be at least 256")] = 4608
     max_replica_sets: Annotated[Int, AtLeastOne] = 64
