@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, unused_port
+from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, unused_port, wait_ready
 
 from daemon.rollups import ledger
 from web.app import create_app
@@ -122,19 +121,6 @@ async def test_too_many_pending_minutes_answer_from_rollups_and_say_so(
         await client.app[REFRESHER].refresh()
     body = await (await client.get("/v1/session-starts?hours=96")).json()
     assert (body["countries"], body["settled"], body["pending_periods"]) == (expected(events, 96), True, 0)
-
-
-def wait_ready(port: int, budget: float = 60.0) -> None:
-    deadline = time.monotonic() + budget
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as ready:
-                if ready.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the daemon did not become ready"
-        time.sleep(0.2)
 
 
 @pytest.mark.timeout(180)
