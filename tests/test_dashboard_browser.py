@@ -481,7 +481,13 @@ async def test_player_view_matches_the_sessions_endpoint(served: TestClient, pag
     player = busiest_player(events)
     await open_dashboard(page, served)
     # Nothing on the page is blank while a view waits: the chart says it loads, failed or is pending.
-    assert await page.wait_for('document.getElementById("chart-state").textContent.trim() !== ""', 5)
+    # (Either the chart is drawn, or its state line says why not: loading, empty, failed.)
+    assert await page.wait_for(
+        '(() => { const state = document.getElementById("chart-state");'
+        ' return state.dataset.state === "ready" ? !document.getElementById("chart-box").hidden'
+        ' : state.textContent.trim() !== ""; })()',
+        5,
+    )
 
     # Keyboard only: focus the field, type the id, press Enter.
     await page.evaluate('document.getElementById("player-id").focus()')
