@@ -217,6 +217,15 @@ def cassandra_cluster() -> Iterator[LocalCluster]:
             start_cluster(cluster, base.node, say=print)
 
 
+@pytest.fixture
+def healthy_cluster(cassandra_cluster: LocalCluster) -> LocalCluster:
+    """Every node up before the test starts (a failure test before it may have left some down)."""
+    from daemon.tools.node.cluster import start_cluster
+
+    start_cluster(cassandra_cluster.config.cluster, cassandra_cluster.config.node, say=print)
+    return cassandra_cluster
+
+
 # --- the live bus: a local redis-server -----------------------------------------------------
 
 TEST_BUS_PORT = 6391  # beside `python -m daemon bus start`'s 6390, so a developer's server is left alone

@@ -14,7 +14,7 @@ from conftest import AiohttpClient, LocalCluster, config_for, new_player, post_e
 
 from daemon.core.config import Config
 from daemon.core.config import replace as replace_config
-from daemon.tools.node.cluster import kill_member, start_cluster, start_member, stop_member
+from daemon.tools.node.cluster import kill_member, start_member, stop_member
 from daemon.tools.node.gossip import GossipView
 from daemon.tools.node.layout import layout_for
 from web.app import create_app
@@ -38,13 +38,6 @@ class Outage:
 @pytest.fixture(scope="module")
 def outage() -> Outage:
     return Outage()
-
-
-@pytest.fixture
-def healthy_cluster(cassandra_cluster: LocalCluster) -> LocalCluster:
-    """Every node up before the test starts (a test before it may have left some down)."""
-    start_cluster(cassandra_cluster.config.cluster, cassandra_cluster.config.node, say=print)
-    return cassandra_cluster
 
 
 @pytest.fixture

@@ -161,7 +161,7 @@ async def truncate_when_every_node_is_up(db: Database, tables: Sequence[str], bu
 
 
 @pytest.fixture
-async def rf1_db(rf1_keyspace: Config) -> AsyncIterator[Database]:
+async def rf1_db(healthy_cluster: LocalCluster, rf1_keyspace: Config) -> AsyncIterator[Database]:
     db = await connect(rf1_keyspace)
     await truncate_when_every_node_is_up(
         db, ("sessions_by_player", "player_starts", "country_starts", "starts_by_minute", "start_hours_by_country")
@@ -173,8 +173,8 @@ async def rf1_db(rf1_keyspace: Config) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def rf3_db(cassandra_cluster: LocalCluster) -> AsyncIterator[Database]:
-    db = await connect(cassandra_cluster.config)
+async def rf3_db(healthy_cluster: LocalCluster) -> AsyncIterator[Database]:
+    db = await connect(healthy_cluster.config)
     try:
         yield db
     finally:
