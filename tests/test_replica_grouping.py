@@ -181,6 +181,16 @@ async def rf3_db(healthy_cluster: LocalCluster) -> AsyncIterator[Database]:
         await db.close()
 
 
+async def seen_replica_sets(writer: EventWriter, expected: int, budget: float = 60.0) -> int | None:
+    """The replica sets the writer groups by, once they are `expected` or the budget is spent: the driver builds
+    its token map for a keyspace asynchronously, and again after the failure tests' nodes rejoin."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    while (count := writer.grouping.replica_set_count()) != expected and loop.time() < deadline:
+        await asyncio.sleep(0.5)
+    return count
+
+
 def grouping(db: Database, mode: str = REPLICA_SET, max_replica_sets: int = 64) -> Grouping:
     return Grouping(mode, BatchBounds(), max_replica_sets, ReplicaTracker(db.cluster, db.keyspace))
 
@@ -188,7 +198,7 @@ def grouping(db: Database, mode: str = REPLICA_SET, max_replica_sets: int = 64) 
 @pytest.mark.cluster
 async def test_rf1_batches_never_mix_replica_sets_and_go_to_a_replica_of_their_set(rf1_db: Database) -> None:
     writer = await EventWriter.prepare(rf1_db, grouping(rf1_db))
-    assert writer.grouping.replica_set_count() == 3
+    assert await seen_replica_sets(writer, 3) == 3
     events = shuffled_history()
     sent = statements_of(writer, events)
     sets_seen: set[frozenset[Any]] = set()
@@ -225,7 +235,7 @@ async def test_rf1_falls_back_to_one_partition_per_batch(rf1_db: Database, mode:
 @pytest.mark.cluster
 async def test_rf3_is_one_replica_set_and_players_apart_keeps_each_player_alone(rf3_db: Database) -> None:
     apart = await EventWriter.prepare(rf3_db, grouping(rf3_db, PLAYERS_APART))
-    assert apart.grouping.replica_set_count() == 1
+    assert await seen_replica_sets(apart, 1) == 1
     events = shuffled_history(players=40)
     sent = statements_of(apart, events)
     for rows in sent.rows:
