@@ -42,15 +42,13 @@ class ApiKeyStore:
             raise ValueError(f"key id {key_id} exists already")
         return StoredKey(key_id, scope, name, secret_sha256, created_at, None)
 
-    async def revoke(self, key_id: str) -> StoredKey | None:
-        """Mark the key revoked (its row stays: a keyed deployment stays keyed); None when there is no such key."""
+    async def revoke(self, key_id: str) -> bool:
+        """Mark the key revoked (its row stays: a keyed deployment stays keyed); False when there is no such key."""
         rows = await self._db.execute(
             f"UPDATE {self._db.keyspace}.api_keys SET revoked_at = %s WHERE key_id = %s IF EXISTS",
             (dt.datetime.now(dt.UTC), key_id),
         )
-        if not rows or not rows[0][0]:
-            return None
-        return next(key for key in await self.all() if key.key_id == key_id)
+        return bool(rows and rows[0][0])  # the lightweight transaction's [applied]
 
     async def all(self) -> list[StoredKey]:
         rows = await self._db.execute(f"SELECT {_COLUMNS} FROM {self._db.keyspace}.api_keys")

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             state = f"revoked {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if key.revoked_at else "active"
             print(f"{key.key_id:<16}  {key.scope:<6}  {key.created_at:%Y-%m-%dT%H:%M:%SZ}  {state:<27}  {key.name}")
     else:
-        if _with_store(config, lambda store: store.revoke(args.key_id)) is None:
+        if not _with_store(config, lambda store: store.revoke(args.key_id)):
             raise CommandError(f"no key with id {args.key_id!r} (see `python -m daemon keys list`)")
         print(f"revoked {args.key_id}; every replica refuses it within {config.auth.refresh:g} s")
     return 0
