@@ -145,7 +145,7 @@ async def bench(options: SettleOptions) -> SettleResult:
     with keyspace_lock(options.keyspace):
         async with connected(config) as db:
             await ensure_schema(db, config, options.keyspace)
-            await truncate(db, options.keyspace, (*DATA_TABLES, "rollup_pending"))
+            await truncate(db, options.keyspace, (*DATA_TABLES, "rollup_marks"))
         spec = DaemonSpec(options.keyspace, options.port, log_path(options.results_dir, "settle"))
         async with running_daemon(spec) as daemon, client_session(options.clients, POST_TIMEOUT) as session:
             say(f"posting {len(lines):,} events in batches of {options.batch:,} from {options.clients} clients")

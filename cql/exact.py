@@ -4,7 +4,7 @@ Why the answer is exact (every start acknowledged before the request is counted)
 
 1. Ingest writes a start's rows, then the durable mark of its minute, then acknowledges
    (cql/writes.py `pending_marks_for`). So a start acknowledged before this request either has its
-   minute's mark in `rollup_pending`, or the mark was cleared.
+   minute's mark in `rollup_marks`, or the mark was cleared.
 2. The refresher (daemon/rollups) clears a period's mark only after it wrote a recount of the
    period and durably marked the parent period, and with a timestamp 2 s before its round began:
    a mark it clears was written before its recount read, so the recount saw the start's rows (or

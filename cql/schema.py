@@ -7,13 +7,17 @@ import datetime as dt
 from importlib import resources
 
 from cql.driver import Database
+from cql.pending import LEGACY_TABLE, copy_legacy_marks
 from cql.player_index import index_player_starts
 from daemon.core.config import CassandraConfig
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # The version that added `player_starts`: a keyspace recorded at an older one holds sessions the
 # index does not know yet, so `apply` fills it from `sessions_by_player` before recording 4.
 PLAYER_INDEX_VERSION = 4
+# The version that moved pending marks from `rollup_pending` to `rollup_marks` (partitioned by
+# level and time): `apply` copies the old table's marks over before recording 5.
+MARKS_VERSION = 5
 COMPONENT = "player-session-service"
 REQUIRED_TABLES = (
     "sessions_by_player",
@@ -22,7 +26,7 @@ REQUIRED_TABLES = (
     "start_hours_by_country",
     "starts_by_minute",
     "rollup_counts",
-    "rollup_pending",
+    "rollup_marks",
     "compat_cursor",
     "api_keys",
     "schema_version",
@@ -61,6 +65,8 @@ async def apply_schema(
         await db.execute(statement)
     if reindex or (before is not None and before < PLAYER_INDEX_VERSION):
         await index_player_starts(db, keyspace)
+    if before is not None and before < MARKS_VERSION and await _has_table(db, keyspace, LEGACY_TABLE):
+        await copy_legacy_marks(db, keyspace)
     # Recorded last: an apply interrupted before this point does the whole job again next time.
     await db.execute(
         f"INSERT INTO {keyspace}.schema_version (component, version, applied_at) VALUES (%s, %s, %s)",
@@ -70,13 +76,16 @@ async def apply_schema(
     return statements
 
 
+async def _has_table(db: Database, keyspace: str, table: str) -> bool:
+    rows = await db.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s", (keyspace, table)
+    )
+    return bool(rows)
+
+
 async def recorded_version(db: Database, keyspace: str) -> int | None:
     """The schema version `apply` last recorded in `keyspace`; None for a keyspace it never finished."""
-    tables = await db.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s AND table_name = 'schema_version'",
-        (keyspace,),
-    )
-    if not tables:
+    if not await _has_table(db, keyspace, "schema_version"):
         return None
     rows = await db.execute(f"SELECT version FROM {keyspace}.schema_version WHERE component = %s", (COMPONENT,))
     return rows[0][0] if rows else None
@@ -85,9 +94,7 @@ async def recorded_version(db: Database, keyspace: str) -> int | None:
 async def check_schema(db: Database) -> str | None:
     """None when Cassandra answers and every table exists; otherwise the reason, for /readyz."""
     try:
-        rows = await db.execute(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (db.keyspace,)
-        )
+        rows = await db.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (db.keyspace,))
     except Exception as exc:
         return f"cassandra unreachable: {type(exc).__name__}: {exc}"
     present = {name for (name,) in rows}

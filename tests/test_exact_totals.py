@@ -90,7 +90,7 @@ async def test_totals_count_every_acknowledged_start_before_and_between_recounts
     await asyncio.sleep(ledger.CLOCK_SKEW_MARGIN_US / 1e6 + 0.1)
     await client.app[REFRESHER].refresh()
     assert count_rows(cassandra_admin, isolated_keyspace, "rollup_counts") > 0
-    levels = {row.level for row in cassandra_admin.execute(f"SELECT level FROM {isolated_keyspace}.rollup_pending")}
+    levels = {row.level for row in cassandra_admin.execute(f"SELECT level FROM {isolated_keyspace}.rollup_marks")}
     assert levels == {"hour", "day", "month"}  # minutes settled, their parents still pending
     second = history(rng, 200, 40) + history(rng, 50, 0.2)
     await post_all(client, second)
@@ -111,7 +111,7 @@ async def test_too_many_pending_minutes_answer_from_rollups_and_say_so(
     )
     events = history(random.Random(5), 60, 3)
     await post_all(client, events)
-    marked = count_rows(cassandra_admin, isolated_keyspace, "rollup_pending")
+    marked = count_rows(cassandra_admin, isolated_keyspace, "rollup_marks")
     assert marked > 20
     body = await (await client.get("/v1/session-starts?hours=96")).json()
     # Nothing recounted yet, so the rollups hold nothing; the body says how many periods are pending.
@@ -157,7 +157,7 @@ async def test_a_new_daemon_answers_exactly_after_one_was_killed_with_recounts_p
         doomed.send_signal(signal.SIGKILL)  # no final refresh
         doomed.wait(timeout=30)
     assert count_rows(cassandra_admin, isolated_keyspace, "rollup_counts") == 0
-    assert count_rows(cassandra_admin, isolated_keyspace, "rollup_pending") > 0
+    assert count_rows(cassandra_admin, isolated_keyspace, "rollup_marks") > 0
 
     # A new daemon whose refresher would adopt the marks only after a minute: it answers exactly at once.
     survivor = await aiohttp_client(create_app(config_for(isolated_keyspace, rollups={**QUIET, "adopt_after": 60.0})))

@@ -19,7 +19,7 @@ from cql.driver import Database, Page
 from cql.driver_internals import next_paging_state
 from cql.player_sessions import SMALL_PARTITION
 from cql.reads import Reads
-from cql.schema import apply_schema, recorded_version
+from cql.schema import SCHEMA_VERSION, apply_schema, recorded_version
 from daemon.core.instants import parse_instant
 
 pytestmark = pytest.mark.cassandra
@@ -192,7 +192,7 @@ async def test_schema_apply_indexes_the_sessions_a_version_3_keyspace_stored(
     try:
         assert await recorded_version(db, isolated_keyspace) == 3
         await apply_schema(db, config.cassandra, isolated_keyspace)
-        assert await recorded_version(db, isolated_keyspace) == 4
+        assert await recorded_version(db, isolated_keyspace) == SCHEMA_VERSION
     finally:
         await db.close()
     assert answer(stored) == expected[:20]

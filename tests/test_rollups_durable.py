@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 def marks(cassandra_admin: Any, keyspace: str) -> set[tuple[str, int]]:
-    rows = cassandra_admin.execute(f"SELECT level, period FROM {keyspace}.rollup_pending")
+    rows = cassandra_admin.execute(f"SELECT level, period FROM {keyspace}.rollup_marks")
     return {(row.level, row.period) for row in rows}
 
 

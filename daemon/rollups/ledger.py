@@ -26,7 +26,7 @@ def now_us() -> int:
 
 
 class PendingLedger:
-    """Which of the refresher's dirty periods carry a durable mark in `rollup_pending`.
+    """Which of the refresher's dirty periods carry a durable mark in `rollup_marks`.
 
     Each round first adopts marks: those of periods this replica already has dirty (its own
     starts), and those older than `adopt_after` seconds, whose replica probably died before it

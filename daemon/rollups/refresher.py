@@ -44,7 +44,7 @@ class RollupRefresher:
     edge is counted from the raw rows. A recount whose result equals what this process last
     wrote is not written again, and does not make its hour, day and month stale.
 
-    The dirty sets live in memory and are backed by durable marks (`rollup_pending`, see
+    The dirty sets live in memory and are backed by durable marks (`rollup_marks`, see
     PendingLedger): ingest marks a start's minute before acknowledging it, so the periods a
     replica had not recounted when it crashed are adopted by another (or by itself once
     restarted) after `rollups.adopt_after`. A clean shutdown recounts everything still dirty,
