@@ -172,7 +172,9 @@ async def load_dataset(db: Database, options: QueryOptions, url: str) -> tuple[F
         path = Path(directory) / "dataset.jsonl"
         say(f"generating {options.events:,} events (seed {options.seed})...")
         facts = await asyncio.to_thread(write_dataset, path, options)
-        say(f"loading them through the daemon ({options.load_batch:,}-event batches, {options.load_concurrency} in flight)...")
+        say(
+            f"loading them through the daemon ({options.load_batch:,}-event batches, {options.load_concurrency} in flight)..."
+        )
         loaded = LoadOptions(url=url, batch_size=options.load_batch, concurrency=options.load_concurrency)
         summary = await load(path, loaded)
     if not summary.ok or summary.accepted != options.events:
@@ -286,8 +288,14 @@ async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, in
 
 
 async def measure(
-    session: aiohttp.ClientSession, url: str, query: Query, concurrency: int, duration: float, rng: random.Random,
-    meter: CpuMeter, phase: str,
+    session: aiohttp.ClientSession,
+    url: str,
+    query: Query,
+    concurrency: int,
+    duration: float,
+    rng: random.Random,
+    meter: CpuMeter,
+    phase: str,
 ) -> Measurement:
     """`concurrency` closed-loop clients send the query back to back for `duration` seconds."""
     result = Measurement(phase, query.route, query.main, concurrency)
@@ -319,8 +327,12 @@ async def warm_up(session: aiohttp.ClientSession, url: str, query: Query, count:
 
 
 async def measure_phase(
-    session: aiohttp.ClientSession, daemon: Daemon, queries: Sequence[Query], options: QueryOptions,
-    meter: CpuMeter, phase: str,
+    session: aiohttp.ClientSession,
+    daemon: Daemon,
+    queries: Sequence[Query],
+    options: QueryOptions,
+    meter: CpuMeter,
+    phase: str,
 ) -> list[Measurement]:
     rng = random.Random(options.seed)
     url = daemon.spec.url
@@ -360,9 +372,7 @@ class BackgroundIngest:
         "seconds",
     )
 
-    def __init__(
-        self, session: aiohttp.ClientSession, url: str, lines: Sequence[bytes], options: QueryOptions
-    ) -> None:
+    def __init__(self, session: aiohttp.ClientSession, url: str, lines: Sequence[bytes], options: QueryOptions) -> None:
         self._session = session
         self._url = f"{url}/v1/events"
         self._batch = options.ingest_batch
@@ -419,9 +429,7 @@ class BackgroundIngest:
 # -- the session ----------------------------------------------------------------------------
 
 
-async def prepare_dataset(
-    db: Database, options: QueryOptions, url: str
-) -> tuple[Facts, dict[str, Any] | None]:
+async def prepare_dataset(db: Database, options: QueryOptions, url: str) -> tuple[Facts, dict[str, Any] | None]:
     if options.load == "always" or (options.load == "auto" and not await marker_matches(db, options)):
         facts, loaded = await load_dataset(db, options, url)
         return facts, loaded
@@ -443,11 +451,21 @@ class QueryResult:
     def record(self) -> dict[str, Any]:
         """Everything for the JSON file (latencies reduced to percentiles)."""
         facts = self.facts
-        dataset = {"events": self.options.events, "seed": self.options.seed, "countries": len(facts.countries),
-                   "players": len(facts.players), "starts_until_now": facts.starts_until_now}
+        dataset = {
+            "events": self.options.events,
+            "seed": self.options.seed,
+            "countries": len(facts.countries),
+            "players": len(facts.players),
+            "starts_until_now": facts.starts_until_now,
+        }
         return {
-            "command": self.command, "options": self.options, "machine": self.machine, "dataset": dataset,
-            "load": self.load, "settle": self.settle, "background_ingest": self.ingest,
+            "command": self.command,
+            "options": self.options,
+            "machine": self.machine,
+            "dataset": dataset,
+            "load": self.load,
+            "settle": self.settle,
+            "background_ingest": self.ingest,
             "measurements": [record(item) for item in self.measurements],
         }
 
@@ -482,7 +500,11 @@ async def settle_rollups(
 
 
 async def measure_all(
-    session: aiohttp.ClientSession, daemon: Daemon, facts: Facts, fresh: Sequence[bytes], options: QueryOptions,
+    session: aiohttp.ClientSession,
+    daemon: Daemon,
+    facts: Facts,
+    fresh: Sequence[bytes],
+    options: QueryOptions,
     node_pid: int | None,
 ) -> tuple[list[Measurement], dict[str, Any] | None]:
     queries = queries_for(facts)
@@ -494,8 +516,12 @@ async def measure_all(
         measurements += await measure_phase(session, daemon, queries, options, meter, "with ingest")
     say(f"background ingest: {background.rate:,.0f} events/s over {background.seconds:.0f} s")
     ingest = {
-        "events": background.events, "seconds": background.seconds, "events_per_second": background.rate,
-        "retries": background.retries, "batch": options.ingest_batch, "clients": options.ingest_clients,
+        "events": background.events,
+        "seconds": background.seconds,
+        "events_per_second": background.rate,
+        "retries": background.retries,
+        "batch": options.ingest_batch,
+        "clients": options.ingest_clients,
         "target_rate": options.ingest_rate,
     }
     return measurements, ingest
@@ -503,15 +529,27 @@ async def measure_all(
 
 # -- output ---------------------------------------------------------------------------------
 
+CPU_OF = ("daemon", "cassandra")  # processes whose CPU per request is shown
 HEADERS = (
-    "phase", "route", "clients", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "avg KB",
-    "daemon CPU ms/req", "p99 < 50 ms",
+    "phase",
+    "route",
+    "clients",
+    "requests",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "errors",
+    "avg KB",
+    "daemon CPU ms/req",
+    "node CPU ms/req",
+    "p99 < 50 ms",
 )
 
 
 def table_row(item: Measurement) -> list[str]:
     p99 = percentile(item.latencies_ms, 99)
-    daemon_cpu = item.cpu.get("daemon", float("nan"))
+    alone = item.requests and item.phase == "alone"
     return [
         item.phase,
         f"`{item.route}`",
@@ -523,19 +561,27 @@ def table_row(item: Measurement) -> list[str]:
         fmt_ms(max(item.latencies_ms, default=float("nan"))),
         str(item.errors),
         fmt_number(item.response_bytes / item.requests / 1024, 1) if item.requests else "—",
-        # Under ingest the daemon's CPU is mostly the ingest's: per request it would mislead.
-        fmt_number(daemon_cpu * 1000 / item.requests, 2) if item.requests and item.phase == "alone" else "—",
+        # Under ingest the CPU is mostly the ingest's: per request it would mislead.
+        *(fmt_number(item.cpu.get(name, float("nan")) * 1000 / item.requests, 2) if alone else "—" for name in CPU_OF),
         ("yes" if p99 < TARGET_P99_MS else "**no**") if item.main else "",
     ]
 
 
 def record(item: Measurement) -> dict[str, Any]:
     return {
-        "phase": item.phase, "route": item.route, "main": item.main, "concurrency": item.concurrency,
-        "seconds": item.seconds, "requests": item.requests, "requests_per_second": item.rate,
-        "p50_ms": percentile(item.latencies_ms, 50), "p99_ms": percentile(item.latencies_ms, 99),
-        "max_ms": max(item.latencies_ms, default=float("nan")), "errors": item.errors,
-        "response_bytes": item.response_bytes, "cpu_seconds": item.cpu,
+        "phase": item.phase,
+        "route": item.route,
+        "main": item.main,
+        "concurrency": item.concurrency,
+        "seconds": item.seconds,
+        "requests": item.requests,
+        "requests_per_second": item.rate,
+        "p50_ms": percentile(item.latencies_ms, 50),
+        "p99_ms": percentile(item.latencies_ms, 99),
+        "max_ms": max(item.latencies_ms, default=float("nan")),
+        "errors": item.errors,
+        "response_bytes": item.response_bytes,
+        "cpu_seconds": item.cpu,
     }
 
 
@@ -549,7 +595,8 @@ def legend(result: QueryResult) -> list[str]:
     options, facts, settled = result.options, result.facts, result.settle
     loaded = (
         f"Loaded through the daemon in {result.load['seconds']:.0f} s ({result.load['events_per_second']:,.0f} events/s)."
-        if result.load else "Already loaded (marker row)."
+        if result.load
+        else "Already loaded (marker row)."
     )
     dataset = (
         f"Dataset: {options.events:,} generated events (seed {options.seed}), {len(facts.players):,} players, "
@@ -577,26 +624,50 @@ def legend(result: QueryResult) -> list[str]:
 def register(subparsers: Any) -> None:
     d = QueryOptions()
     parser = subparsers.add_parser("queries", help="read latency and throughput on a loaded dataset")
-    parser.add_argument("--events", type=int, default=d.events, help="dataset size (default: %(default)s, the reference size)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="generator seed (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int_list, default=d.concurrency, help="concurrent clients (default: 1,8,32)")
-    parser.add_argument("--duration", type=float, default=d.duration, help="seconds per route and level (default: %(default)s)")
-    parser.add_argument("--with-ingest", action="store_true", help="measure again while fresh events are posted")
-    parser.add_argument("--ingest-rate", type=float, default=d.ingest_rate, help="background events/s; 0 = unpaced (default)")
-    parser.add_argument("--ingest-batch", type=int, default=d.ingest_batch, help="background batch size (default: %(default)s)")
-    parser.add_argument("--ingest-clients", type=int, default=d.ingest_clients, help="background clients (default: %(default)s)")
     parser.add_argument(
-        "--keyspace", default=None,
+        "--events", type=int, default=d.events, help="dataset size (default: %(default)s, the reference size)"
+    )
+    parser.add_argument("--seed", type=int, default=d.seed, help="generator seed (default: %(default)s)")
+    parser.add_argument(
+        "--concurrency", type=int_list, default=d.concurrency, help="concurrent clients (default: 1,8,32)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=d.duration, help="seconds per route and level (default: %(default)s)"
+    )
+    parser.add_argument("--with-ingest", action="store_true", help="measure again while fresh events are posted")
+    parser.add_argument(
+        "--ingest-rate", type=float, default=d.ingest_rate, help="background events/s; 0 = unpaced (default)"
+    )
+    parser.add_argument(
+        "--ingest-batch", type=int, default=d.ingest_batch, help="background batch size (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ingest-clients", type=int, default=d.ingest_clients, help="background clients (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--keyspace",
+        default=None,
         help=f"bench keyspace (default: {d.keyspace}, or {d.keyspace}_N for --events N other than the default)",
     )
     parser.add_argument("--port", type=int, default=d.port, help="port of the bench's daemon (default: %(default)s)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--no-load", dest="load", action="store_const", const="never", help="use the keyspace as it is")
-    group.add_argument("--reload", dest="load", action="store_const", const="always", help="load even if the marker says loaded")
+    group.add_argument(
+        "--reload", dest="load", action="store_const", const="always", help="load even if the marker says loaded"
+    )
     parser.add_argument("--load-batch", type=int, default=d.load_batch, help="loader batch size (default: %(default)s)")
-    parser.add_argument("--load-concurrency", type=int, default=d.load_concurrency, help="loader requests in flight (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="unrecorded requests per route (default: %(default)s)")
-    parser.add_argument("--results-dir", type=Path, default=d.results_dir, help="where the JSON result goes (default: bench/results)")
+    parser.add_argument(
+        "--load-concurrency",
+        type=int,
+        default=d.load_concurrency,
+        help="loader requests in flight (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=d.warmup, help="unrecorded requests per route (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=d.results_dir, help="where the JSON result goes (default: bench/results)"
+    )
     parser.set_defaults(run=run, load="auto")
 
 
@@ -608,11 +679,20 @@ def default_keyspace(events: int) -> str:
 
 def options_from(args: argparse.Namespace) -> QueryOptions:
     options = QueryOptions(
-        events=args.events, seed=args.seed, concurrency=args.concurrency, duration=args.duration,
-        with_ingest=args.with_ingest, keyspace=args.keyspace or default_keyspace(args.events), port=args.port,
+        events=args.events,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        with_ingest=args.with_ingest,
+        keyspace=args.keyspace or default_keyspace(args.events),
+        port=args.port,
         load=args.load,
-        load_batch=args.load_batch, load_concurrency=args.load_concurrency, ingest_batch=args.ingest_batch,
-        ingest_clients=args.ingest_clients, ingest_rate=args.ingest_rate, warmup=args.warmup,
+        load_batch=args.load_batch,
+        load_concurrency=args.load_concurrency,
+        ingest_batch=args.ingest_batch,
+        ingest_clients=args.ingest_clients,
+        ingest_rate=args.ingest_rate,
+        warmup=args.warmup,
         results_dir=args.results_dir,
     )
     if options.events < 1 or options.duration <= 0:

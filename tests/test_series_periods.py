@@ -6,7 +6,7 @@ from collections import Counter
 
 from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE, parse_instant
 from daemon.core.levels import DAY, HOUR, MINUTE, MONTH, ancestors, children
-from daemon.core.series import period_starts, period_windows, series_keys, split_counts, step_problem
+from daemon.core.series import build_series, period_starts, period_windows, step_problem
 
 NOW_MS = int(parse_instant("2016-12-01T00:30:15Z").timestamp() * 1000)
 
@@ -29,13 +29,14 @@ def test_step_bounds_name_the_step_to_use() -> None:
     assert step_problem("minute", MS_PER_MINUTE) is None
 
 
-def test_series_keys_and_other() -> None:
-    totals = Counter({"FI": 5, "SE": 5, "EE": 1, "DE": 0})
-    assert series_keys(totals, None, None) == ["FI", "SE", "EE"]
-    assert series_keys(totals, None, 2) == ["FI", "SE", "other"]
-    assert series_keys(totals, None, 3) == ["FI", "SE", "EE"]  # nothing remains: no "other"
-    assert series_keys(totals, ["QQ", "FI"], None) == ["QQ", "FI"]
-    assert split_counts({"FI": 2, "EE": 1, "NO": 4}, ["FI", "SE", "other"]) == [2, 0, 5]
+def test_series_ranked_named_and_other() -> None:
+    periods = [Counter({"FI": 2, "EE": 1, "NO": 4}), Counter({"FI": 3, "SE": 5, "DE": 0}), Counter()]
+    assert build_series(periods, None, None) == {"SE": [0, 5, 0], "FI": [2, 3, 0], "NO": [4, 0, 0], "EE": [1, 0, 0]}
+    assert list(build_series(periods, None, None)) == ["FI", "SE", "NO", "EE"]  # ties (5) by code
+    assert build_series(periods, None, 2) == {"FI": [2, 3, 0], "SE": [0, 5, 0], "other": [5, 0, 0]}
+    assert build_series(periods, None, 4) == build_series(periods, None, None)  # nothing remains: no "other"
+    assert build_series(periods, ["QQ", "FI"], None) == {"QQ": [0, 0, 0], "FI": [2, 3, 0]}
+    assert build_series([], None, 3) == {}
 
 
 def test_children_and_ancestors_cover_each_period_exactly() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from cql.driver import Database
-from cql.exact import ExactCounts
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
@@ -17,6 +16,7 @@ from daemon.ingest.pipeline import Pipeline
 from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
+from web.counting import SharedCounts
 
 CONFIG = web.AppKey("config", Config)
 ACCESS = web.AppKey("access", Access)
@@ -24,7 +24,7 @@ CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 READS = web.AppKey("reads", Reads)
 ROLLUPS = web.AppKey("rollups", RollupStore)
-COUNTS = web.AppKey("counts", ExactCounts)
+COUNTS = web.AppKey("counts", SharedCounts)
 MARKS = web.AppKey("marks", PendingMarks)
 REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 from aiohttp import web
 
+from cql.exact import WindowCounts
 from cql.player_sessions import CompleteSession
 from daemon.core.events import MAX_PLAYER_ID_LENGTH, PLAYER_ID_TOO_LONG
 from daemon.core.instants import format_ms
@@ -15,7 +19,10 @@ from web.params import country_param, decode_cursor, encode_cursor, hours_param,
 
 def window(request: web.Request, hours: float) -> tuple[int, int]:
     """The window (now - hours, now] as inclusive-exclusive milliseconds [start, end)."""
-    now_ms = request.app[CLOCK].now_ms()
+    return window_at(request.app[CLOCK].now_ms(), hours)
+
+
+def window_at(now_ms: int, hours: float) -> tuple[int, int]:
     return now_ms - hours_to_ms(hours) + 1, now_ms + 1
 
 
@@ -47,20 +54,24 @@ async def country_session_starts(request: web.Request) -> web.StreamResponse:
 
 async def session_start_totals(request: web.Request) -> web.Response:
     hours = hours_param(request)
-    start_ms, end_ms = window(request, hours)
-    answer = await request.app[COUNTS].count([(start_ms, end_ms)])
-    countries = {country: count for country, count in sorted(answer.counts[0].items()) if count > 0}
-    return json_response(
-        {
-            "hours": hours,
-            "from": format_ms(start_ms - 1),
-            "to": format_ms(end_ms - 1),
-            "total": sum(countries.values()),
-            "countries": countries,
-            "settled": answer.settled,
-            "pending_periods": answer.pending_periods,
-        }
+    payload = await request.app[COUNTS].answer(
+        ("totals", hours), lambda now_ms: [window_at(now_ms, hours)], partial(totals_payload, hours)
     )
+    return json_response(payload)
+
+
+def totals_payload(hours: float, now_ms: int, answer: WindowCounts) -> dict[str, Any]:
+    start_ms, end_ms = window_at(now_ms, hours)
+    countries = {country: count for country, count in sorted(answer.counts[0].items()) if count > 0}
+    return {
+        "hours": hours,
+        "from": format_ms(start_ms - 1),
+        "to": format_ms(end_ms - 1),
+        "total": sum(countries.values()),
+        "countries": countries,
+        "settled": answer.settled,
+        "pending_periods": answer.pending_periods,
+    }
 
 
 async def player_sessions(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ from daemon.ingest.pipeline import Pipeline
 from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
+from web.counting import SharedCounts
 from web.keys import (
     ACCESS,
     CLOCK,
@@ -67,7 +68,8 @@ async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ROLLUPS] = await RollupStore.prepare(db)
     marks = await PendingMarks.prepare(db)
     app[MARKS] = marks
-    app[COUNTS] = ExactCounts(app[ROLLUPS], marks, app[CONFIG].rollups.max_direct_minutes)
+    counts = ExactCounts(app[ROLLUPS], marks, app[CONFIG].rollups.max_direct_minutes)
+    app[COUNTS] = SharedCounts(counts, app[CLOCK])
     yield
     await db.close()
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
 from aiohttp import web
 
+from cql.exact import WindowCounts
 from daemon.core.instants import format_ms
-from daemon.core.series import STEPS, add_up, period_starts, period_windows, series_keys, split_counts, step_problem
+from daemon.core.series import STEPS, build_series, period_starts, period_windows, step_problem
 from web.csv import csv_response, wants_csv
 from web.errors import json_response
-from web.keys import CLOCK, COUNTS
+from web.keys import COUNTS
 from web.params import bad_request, countries_param, hours_param, hours_to_ms, int_param
 
 MAX_TOP = 300  # more than there are country codes in use
@@ -32,28 +37,41 @@ async def session_start_series(request: web.Request) -> web.StreamResponse:
     problem = step_problem(step, span_ms)
     if problem is not None:
         raise bad_request(problem)
-    now_ms = request.app[CLOCK].now_ms()
-    starts = period_starts(now_ms, span_ms, step)
-    answer = await request.app[COUNTS].count(period_windows(starts, step, now_ms))
-    keys = series_keys(add_up(answer.counts), countries, top)
-    rows = [split_counts(counts, keys) for counts in answer.counts]
-    periods = [format_ms(start) for start in starts]
+    key = ("series", hours, step, countries and tuple(countries), top)  # everything the answer depends on
+    shape = partial(series_payload, hours, span_ms, step, countries, top)
+    payload = await request.app[COUNTS].answer(key, partial(series_windows, span_ms, step), shape)
     if wants_csv(request):
-        return csv_response(("period", *keys), ([period, *values] for period, values in zip(periods, rows)))
-    series = {key: [values[index] for values in rows] for index, key in enumerate(keys)}
-    return json_response(
-        {
-            "hours": hours,
-            "step": step,
-            "from": periods[0],
-            "to": format_ms(now_ms),
-            "periods": periods,
-            "series": series,
-            "totals": {key: sum(values) for key, values in series.items()},
-            "settled": answer.settled,
-            "pending_periods": answer.pending_periods,
-        }
-    )
+        rows = zip(payload["periods"], *payload["series"].values(), strict=True)
+        return csv_response(("period", *payload["series"]), (list(row) for row in rows))
+    return json_response(payload)
+
+
+def series_windows(span_ms: int, step: str, now_ms: int) -> list[tuple[int, int]]:
+    return period_windows(period_starts(now_ms, span_ms, step), step, now_ms)
+
+
+def series_payload(
+    hours: float,
+    span_ms: int,
+    step: str,
+    countries: Sequence[str] | None,
+    top: int | None,
+    now_ms: int,
+    answer: WindowCounts,
+) -> dict[str, Any]:
+    series = build_series(answer.counts, countries, top)
+    periods = [format_ms(start) for start in period_starts(now_ms, span_ms, step)]
+    return {
+        "hours": hours,
+        "step": step,
+        "from": periods[0],
+        "to": format_ms(now_ms),
+        "periods": periods,
+        "series": series,
+        "totals": {key: sum(values) for key, values in series.items()},
+        "settled": answer.settled,
+        "pending_periods": answer.pending_periods,
+    }
 
 
 def setup_routes(app: web.Application) -> None:

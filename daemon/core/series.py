@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from daemon.core.instants import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
@@ -41,28 +40,22 @@ def period_windows(starts: Sequence[int], step: str, now_ms: int) -> list[tuple[
     return [(start, min(start + step_ms, now_ms + 1)) for start in starts]
 
 
-def series_keys(totals: Mapping[str, int], countries: Sequence[str] | None, top: int | None) -> list[str]:
-    """The series to answer: the named countries (in their order), or the `top` largest plus "other"
-    when any other country has starts, or every country with starts; largest first, ties by code."""
+def build_series(
+    periods: Sequence[Mapping[str, int]], countries: Sequence[str] | None, top: int | None
+) -> dict[str, list[int]]:
+    """Each series' count per period: the named countries (in their order), or the `top` largest plus
+    "other" when any other country has starts, or every country with starts; largest first, ties by code.
+
+    Built column by column (one list per country, totals by `sum`): an answer of 250 countries over
+    24 periods is ~6,000 numbers, and a per-period merge of dicts cost several times as much CPU.
+    """
     if countries is not None:
-        return list(countries)
-    ranked = sorted((country for country, count in totals.items() if count), key=lambda c: (-totals[c], c))
+        return {country: [counts.get(country, 0) for counts in periods] for country in countries}
+    every = {country: [counts.get(country, 0) for counts in periods] for country in set().union(*periods)}
+    totals = {country: sum(values) for country, values in every.items()}
+    ranked = sorted((country for country, total in totals.items() if total), key=lambda c: (-totals[c], c))
     if top is None or len(ranked) <= top:
-        return ranked
-    return [*ranked[:top], OTHER]
-
-
-def split_counts(counts: Mapping[str, int], keys: Sequence[str]) -> list[int]:
-    """One period's counts in `keys` order; "other" is everything not named."""
-    named = {key: counts.get(key, 0) for key in keys if key != OTHER}
-    values = [named.get(key, 0) for key in keys]
-    if OTHER in keys:
-        values[keys.index(OTHER)] = sum(counts.values()) - sum(named.values())
-    return values
-
-
-def add_up(periods: Sequence[Counter[str]]) -> Counter[str]:
-    total: Counter[str] = Counter()
-    for counts in periods:
-        total.update(counts)
-    return total
+        return {country: every[country] for country in ranked}
+    series = {country: every[country] for country in ranked[:top]}
+    series[OTHER] = [sum(column) for column in zip(*(every[country] for country in ranked[top:]), strict=True)]
+    return series
