@@ -135,7 +135,12 @@ async def test_a_heavy_players_newest_complete_sessions_are_exact_and_cost_a_bou
     # sessions behind them hold.
     assert traced.requests <= 5
     assert traced.rows_read <= SMALL_PARTITION + 2 * (20 + NEWEST_OPEN) * 4
-    bounded = traced.rows_read
+    bounded, requests = traced.rows_read, traced.requests
+
+    # Known to be heavy now: the next read goes straight to the index, one request fewer, same answer.
+    traced.requests = traced.rows_read = 0
+    assert await reads.complete_sessions(player, since_ms, 20) == sessions
+    assert (traced.requests, traced.rows_read) == (requests - 1, bounded - SMALL_PARTITION)
 
     # The counter is not vacuous: the whole partition, as the read before the index did it.
     traced.rows_read = 0
