@@ -108,11 +108,17 @@ class Database:
 
 
 class _ExpectedServerWarnings(logging.Filter):
-    """Drops the node's warning about unlogged batches across partitions: the writer sends them on purpose,
-    each one to a replica of all its partitions (cql/grouping.py), and the driver logs it once per batch."""
+    """Drops two node warnings the driver logs once per request, about what this service does on purpose:
+    unlogged batches across partitions (each sent to a replica of all of them, cql/grouping.py), and
+    tombstones of cleared pending marks, thousands for a few minutes after a backfill (cql/pending.py)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.args and str(record.args[0]).startswith("Unlogged batch covering"))
+        if not record.args:
+            return True
+        warning = str(record.args[0])
+        return not (
+            warning.startswith("Unlogged batch covering") or ("tombstone cells" in warning and ".rollup_marks" in warning)
+        )
 
 
 def _quiet_expected_server_warnings() -> None:

@@ -6,6 +6,7 @@ that moved and what to do.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ from cassandra.query import BatchStatement, BatchType, BoundStatement, SimpleSta
 from conftest import config_for
 
 from cql.binding import encode_int, encode_text, encode_timestamp, encode_uuid
-from cql.driver import Database
+from cql.driver import Database, _ExpectedServerWarnings
 from cql.driver_internals import (
     DRIVER_VERSION_CHECKED,
     bound_statement_maker,
@@ -125,3 +126,14 @@ async def test_a_finished_request_keeps_a_cancelled_timer_that_release_drops(db:
     )
     release(response)
     assert response._timer is None
+
+
+def test_only_the_expected_server_warnings_are_dropped() -> None:
+    def kept(warning: str) -> bool:
+        record = logging.LogRecord("cassandra.protocol", logging.WARNING, "", 0, "Server warning: %s", (warning,), None)
+        return _ExpectedServerWarnings().filter(record)
+
+    assert not kept("Unlogged batch covering 7 partitions detected against tables [ks.starts_by_minute]")
+    assert not kept("Read 208 live rows and 5805 tombstone cells for query SELECT * FROM ks.rollup_marks WHERE level")
+    assert kept("Read 3 live rows and 5805 tombstone cells for query SELECT * FROM ks.country_starts WHERE country")
+    assert kept("Aggregation query used without partition key")

@@ -71,6 +71,20 @@ async def test_every_acknowledged_start_leaves_a_mark_until_it_is_recounted(
     assert marks(cassandra_admin, isolated_keyspace) == set()  # recounted: minutes, hours, days and months
 
 
+async def test_a_round_that_kept_fresh_marks_is_followed_once_the_margin_has_passed(
+    isolated_keyspace: str, aiohttp_client: AiohttpClient, cassandra_admin: Any
+) -> None:
+    # Rounds only when woken (poll never comes): the load's end wakes one within `interval`, whose
+    # clears spare the marks written in the margin before it; the next round must not wait for a poll.
+    config = config_for(isolated_keyspace, rollups={"interval": 0.2, "poll": 3600.0})
+    client = await aiohttp_client(create_app(config))
+    assert (await post_events(client, history(40))).status == 200
+    deadline = time.monotonic() + 30
+    while {level for level, _ in marks(cassandra_admin, isolated_keyspace)} & {"minute"}:
+        assert time.monotonic() < deadline, "minute marks left for the poll"
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.timeout(180)
 async def test_a_killed_replicas_pending_recounts_are_adopted_by_another(
     isolated_keyspace: str, aiohttp_client: AiohttpClient, cassandra_admin: Any

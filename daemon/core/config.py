@@ -152,7 +152,7 @@ class IngestConfig(_Section):
 
 class RollupConfig(_Section):
     interval: Annotated[Float, Positive] = 1.0
-    concurrency: Annotated[Int, AtLeastOne] = 8
+    concurrency: Annotated[Int, AtLeastOne] = 16
     poll: Annotated[Float, Positive] = 5.0
     adopt_after: Annotated[Float, NotNegative] = 60.0
     max_direct_minutes: Annotated[Int, NotNegative] = 2000

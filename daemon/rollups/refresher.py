@@ -19,7 +19,7 @@ from daemon.core.config import RollupConfig
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_MINUTE
 from daemon.core.levels import HOUR, LEVELS, MINUTE, Level, finer
-from daemon.rollups.ledger import PendingLedger, now_us
+from daemon.rollups.ledger import CLOCK_SKEW_MARGIN_US, US_PER_SECOND, PendingLedger, now_us
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,20 @@ class RollupRefresher:
             log.log(
                 logging.INFO if took > 1 else logging.DEBUG, "rollups: recounted %s in %.2fs", ", ".join(done), took
             )
+            self._follow_up_margin(round_started)
             if failed:
                 self._wake.set()  # try again next round; recounting twice is harmless
                 raise RecountsFailed(f"{failed} rollup recounts failed; they stay dirty")
             self._caught_up = round_started
+
+    def _follow_up_margin(self, round_started: float) -> None:
+        """Wake the next round as soon as the clock-skew margin of this one has passed, when starts were
+        stored within it: their marks survive this round's clears (see ledger.CLOCK_SKEW_MARGIN_US), and
+        totals stay pending until a round clears them. Without this, that round waited for `poll`."""
+        margin = CLOCK_SKEW_MARGIN_US / US_PER_SECOND
+        if round_started - self._last_mark < margin:
+            delay = max(0.0, self._last_mark + margin - time.monotonic())
+            asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _recount_all(self, level: Level, periods: list[int], now_ms: int) -> list[int]:
         """Recount `periods` with at most `concurrency` in flight; return the ones that failed.
