@@ -12,10 +12,11 @@ from cql.batches import batched
 from cql.binding import FastBinder, encode_bigint, encode_int, encode_text
 from cql.driver import Database, first_error
 
-# Periods of each level per partition. A window's marks then sit in one or two partitions per
-# level (thirteen for a year of minutes), so an exact answer reads a handful of partitions, not
-# dozens; and a partition holds at most ~44,000 minute marks, even right after a backfill.
-PERIODS_PER_PARTITION = {"minute": 30 * 24 * 60, "hour": 366 * 24, "day": 366, "month": 12}
+# Periods of each level per partition: a year, so any window's marks of a level sit in one or two
+# partitions and an exact answer reads at most eight. A partition is written only while its year
+# receives starts; after a year-long backfill it holds up to ~527,000 minute marks (~20 MB) until
+# they are recounted, and readers of a window scan only the window's slice of it.
+PERIODS_PER_PARTITION = {"minute": 366 * 24 * 60, "hour": 366 * 24, "day": 366, "month": 12}
 
 _MARK = "INSERT INTO {ks}.rollup_marks (level, bucket, period, marked_us) VALUES (?, ?, ?, ?) USING TTL ?"
 _READ_ALL = "SELECT level, period, marked_us FROM {ks}.rollup_marks"

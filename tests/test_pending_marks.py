@@ -33,9 +33,9 @@ def test_a_range_over_partitions_is_cut_at_their_edges() -> None:
 
 
 @pytest.mark.parametrize(("level", "year"), [("minute", 525_600), ("hour", 8_760), ("day", 365), ("month", 12)])
-def test_a_year_of_any_coarse_level_is_at_most_two_partitions(level: str, year: int) -> None:
+def test_a_year_of_any_level_is_at_most_two_partitions(level: str, year: int) -> None:
     reads = {len(bucket_ranges(level, first, first + year - 1)) for first in range(0, 3 * year, year // 7 + 1)}
-    assert max(reads) <= (14 if level == "minute" else 2)
+    assert max(reads) <= 2
 
 
 @pytest.mark.cassandra
