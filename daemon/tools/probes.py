@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 from pathlib import Path
 
@@ -33,3 +34,24 @@ def rss_bytes(pid: int) -> int | None:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return None
+
+
+def running(pid: int) -> bool:
+    """True while any thread of `pid` has not exited (a zombie or a gone process is not running).
+
+    Every thread counts, not only the first: after SIGKILL the group leader turns zombie at once, but
+    the process's files, its listening socket among them, are closed only when its last thread exits.
+    """
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(_thread_state(pid, thread) not in {"Z", "X"} for thread in threads)
+
+
+def _thread_state(pid: int, thread: str) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/task/{thread}/stat").read_text()
+    except OSError:
+        return "X"  # exited between the listing and this read
+    return stat.rsplit(")", 1)[1].split()[0]  # the state letter follows the ")" ending the command name

@@ -37,12 +37,7 @@ def answers_ping(host: str, port: int) -> bool:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie (killed, not yet reaped) still has an entry; its state letter follows the ")" ending the name.
-    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    return probes.running(pid)
 
 
 def is_ours(pid: int, root: Path) -> bool:

@@ -56,14 +56,7 @@ def reap(pid: int) -> int | None:
 
 
 def alive(pid: int) -> bool:
-    if reap(pid) is not None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A zombie still answers kill(pid, 0); its state letter follows the ")" ending the command name.
-    return stat.rsplit(")", 1)[1].split()[0] not in {"Z", "X"}
+    return reap(pid) is None and probes.running(pid)
 
 
 def cmdline(pid: int) -> list[str]:
