@@ -117,3 +117,19 @@ async def test_the_actors_share_the_bound_on_writes_in_flight() -> None:
     await ingest.submit(events(200))
     assert {concurrency for _, concurrency, _ in db.calls} == {2}  # 10 // 4 actors, never more in total
     await ingest.close(1.0)
+
+
+async def test_a_request_bigger_than_a_flush_keeps_each_players_events_in_one_flush() -> None:
+    db = ScriptedDatabase()
+    ingest = pipeline(db, actors=2, flush_events=10)
+    ingest.start()
+    # 60 events of 12 players, interleaved as a shuffled batch arrives: p0 p1 ... p11 p0 p1 ...
+    interleaved = [Event("start", f"p{i % 12}", uuid.uuid4(), i * 1000, "FI") for i in range(60)]
+    await ingest.submit(interleaved)
+    flushes = [statements for statements, _, _ in db.calls if not statements[0].startswith("mark")]
+    assert sorted(player for flush in flushes for player in flush) == sorted(e.player_id for e in interleaved)
+    flushes_of = {player: sum(player in flush for flush in flushes) for player in {e.player_id for e in interleaved}}
+    # 5 events each, at most 10 per flush: each player can fit in one, and in arrival order would
+    # have been spread over several.
+    assert set(flushes_of.values()) == {1}
+    await ingest.close(1.0)

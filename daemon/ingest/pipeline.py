@@ -66,14 +66,11 @@ class Pipeline:
             return
         arrived = time.monotonic()
         await self._admission.acquire(len(events), self.config.queue_wait)
-        by_actor: list[list[Event]] = [[] for _ in self._actors]
-        for event in events:
-            by_actor[partition_of(event.player_id, len(self._actors))].append(event)
         ticket = Ticket()
         step = self.config.flush_events
         parcels = [
             (actor, Parcel(routed[offset : offset + step], ticket, arrived))
-            for actor, routed in zip(self._actors, by_actor, strict=True)
+            for actor, routed in zip(self._actors, self._route(events), strict=True)
             for offset in range(0, len(routed), step)
         ]
         for queued, (actor, parcel) in enumerate(parcels):
@@ -90,6 +87,22 @@ class Pipeline:
             raise error
         if error is not None:
             raise StorageUnavailable(str(error) or type(error).__name__) from error
+
+    def _route(self, events: Sequence[Event]) -> list[list[Event]]:
+        """Each actor's share of `events`, a player's events next to each other (in their request order).
+
+        A request bigger than a flush is cut into flushes; kept together, a player's events land in one
+        flush and so in one batch of its own, instead of one per flush it appears in (a 100,000-event
+        request of ~6,000 players is ~6,000 player batches this way, ~33,000 in arrival order).
+        """
+        by_actor: list[dict[str, list[Event]]] = [{} for _ in self._actors]
+        for event in events:
+            players = by_actor[partition_of(event.player_id, len(self._actors))]
+            if (player_events := players.get(event.player_id)) is None:
+                players[event.player_id] = [event]
+            else:
+                player_events.append(event)
+        return [[event for player_events in players.values() for event in player_events] for players in by_actor]
 
     async def close(self, timeout: float) -> None:
         """Stop taking events, let queued ones be written within `timeout`, then cancel the rest."""
