@@ -32,8 +32,13 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(subparsers, "load", "send a JSON Lines file of events to a running server")
     parser.add_argument("file", metavar="FILE", help="JSON Lines file (.jsonl, .gz, .bz2) or - for stdin")
     parser.add_argument("--url", default=None, help="server base URL (default: from [server] in the config)")
-    parser.add_argument("--batch-size", type=_positive_int, default=10_000, help="lines per request (default: 10000)")
-    parser.add_argument("--concurrency", type=_positive_int, default=4, help="requests in flight (default: 4)")
+    defaults = LoadOptions()
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="lines per request (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive_int, default=defaults.concurrency, help="requests in flight (default: %(default)s)"
+    )
     parser.add_argument("--max-retries", type=_non_negative_int, default=8, help="retries per batch (default: 8)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: 120)")
     parser.add_argument("--gzip", action="store_true", help="gzip request bodies")

@@ -29,8 +29,12 @@ _MAX_RETRY_AFTER = 300.0
 @dataclass(frozen=True, slots=True)
 class LoadOptions:
     url: str = "http://127.0.0.1:8080"
-    batch_size: int = 10_000
-    concurrency: int = 4
+    # Few large requests: the daemon keeps a player's events of one request in one batch, so a
+    # 1M-event load in 50,000-event requests, two in flight, sends fewer batches and runs ~1.3x the
+    # rate of 10,000 x 4 (BENCHMARKS.md), while holding no more events in flight (100,000, half of
+    # ingest.max_queued_events).
+    batch_size: int = 50_000
+    concurrency: int = 2
     max_retries: int = 8
     gzip: bool = False
     rejected_file: Path | None = None
