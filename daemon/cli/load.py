@@ -37,7 +37,10 @@ def register(subparsers: Subparsers) -> None:
         "--batch-size", type=_positive_int, default=defaults.batch_size, help="lines per request (default: %(default)s)"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=defaults.concurrency, help="requests in flight (default: %(default)s)"
+        "--concurrency",
+        type=_positive_int,
+        default=defaults.concurrency,
+        help="requests in flight (default: %(default)s)",
     )
     parser.add_argument("--max-retries", type=_non_negative_int, default=8, help="retries per batch (default: 8)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: 120)")
@@ -82,4 +85,3 @@ def run(args: argparse.Namespace, config: Config) -> int:
 def exit_code(summary: LoadSummary) -> int:
     """0 only when every line was stored or deliberately discarded; 1 otherwise."""
     return 0 if summary.ok else 1
-
