@@ -32,18 +32,17 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(subparsers, "load", "send a JSON Lines file of events to a running server")
     parser.add_argument("file", metavar="FILE", help="JSON Lines file (.jsonl, .gz, .bz2) or - for stdin")
     parser.add_argument("--url", default=None, help="server base URL (default: from [server] in the config)")
-    defaults = LoadOptions()
+    d = LoadOptions()  # the options' own defaults, so the help and the library never disagree
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=defaults.batch_size, help="lines per request (default: %(default)s)"
+        "--batch-size", type=_positive_int, default=d.batch_size, help="lines per request (default: %(default)s)"
     )
     parser.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=defaults.concurrency,
-        help="requests in flight (default: %(default)s)",
+        "--concurrency", type=_positive_int, default=d.concurrency, help="requests in flight (default: %(default)s)"
     )
-    parser.add_argument("--max-retries", type=_non_negative_int, default=8, help="retries per batch (default: 8)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default: 120)")
+    parser.add_argument(
+        "--max-retries", type=_non_negative_int, default=d.max_retries, help="retries per batch (default: %(default)s)"
+    )
+    parser.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request (default: %(default)s)")
     parser.add_argument("--gzip", action="store_true", help="gzip request bodies")
     parser.add_argument(
         "--rejected-file", type=Path, default=None, help="write rejected lines as JSON Lines {line, error, raw}"
