@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 Query: TypeAlias = str | Statement | PreparedStatement
 Params: TypeAlias = Sequence[Any] | None
+# How many statements `execute_many` keeps in flight: a number, or a function asked as each completes.
+InFlight: TypeAlias = int | Callable[[], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ class Database:
         # Writes and schema changes answer with no rows at all (None).
         return Page(list(rows or ()), next_paging_state(response))
 
-    async def execute_many(self, statements: Sequence[Statement], concurrency: int) -> list[BaseException | None]:
+    async def execute_many(self, statements: Sequence[Statement], concurrency: InFlight) -> list[BaseException | None]:
         """Run statements with at most `concurrency` in flight; return each one's error or None.
 
         The pump runs in the driver's own callbacks, so a flush of thousands of writes costs one
@@ -215,47 +217,48 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
 class _WritePump:
     """Keeps up to `concurrency` statements in flight from driver callbacks; resolves once at the end.
 
-    A request that fails at once (no host reachable) calls back synchronously from inside
-    `add_callbacks`; the `owed` counter turns that re-entry into a loop instead of recursion.
+    A callable `concurrency` is asked again as each statement completes (from the driver's thread),
+    so the depth follows it: when it drops, completions send nothing until fewer are in flight;
+    when it rises, the next completion fills up to it. One statement stays in flight at least, so a
+    completion always comes to send the rest. A request that fails at once (no host reachable)
+    calls back synchronously from inside `add_callbacks`: the sending loop is then already running
+    (`_pumping`) and sees the room it made, so re-entry loops instead of recursing.
     """
 
     def __init__(
         self,
         session: Session,
         statements: Sequence[Statement],
-        concurrency: int,
+        concurrency: InFlight,
         loop: asyncio.AbstractEventLoop,
         done: asyncio.Future[list[BaseException | None]],
     ) -> None:
         self._session = session
         self._statements = statements
-        self._concurrency = max(1, concurrency)
+        self._depth = concurrency if callable(concurrency) else lambda: concurrency
         self._loop = loop
         self._done = done
         self._errors: list[BaseException | None] = [None] * len(statements)
         self._in_flight: dict[int, ResponseFuture] = {}
         self._next = 0
         self._finished = 0
-        self._owed = 0
         self._pumping = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._pump(min(self._concurrency, len(self._statements)))
+        self._pump()
 
-    def _pump(self, sends: int) -> None:
+    def _pump(self) -> None:
         with self._lock:
-            self._owed += sends
             if self._pumping:
                 return
             self._pumping = True
         while True:
+            depth = max(1, self._depth())
             with self._lock:
-                if self._owed == 0 or self._next >= len(self._statements):
-                    self._owed = 0
+                if self._next >= len(self._statements) or self._next - self._finished >= depth:
                     self._pumping = False
                     return
-                self._owed -= 1
                 index = self._next
                 self._next += 1
             try:
@@ -285,7 +288,7 @@ class _WritePump:
         if all_done:
             _call_soon(self._loop, _resolve, self._done, self._errors, None)
         else:
-            self._pump(1)
+            self._pump()
 
 
 def first_error(errors: Iterable[BaseException | None]) -> BaseException | None:

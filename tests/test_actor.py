@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from cql.driver import InFlight
 from daemon.core.clock import Clock
 from daemon.core.config import IngestConfig
 from daemon.core.events import Event
 from daemon.core.instants import parse_instant
 from daemon.ingest.errors import StorageUnavailable
 from daemon.ingest.pipeline import Pipeline
+from daemon.ingest.priority import HOLD_SECONDS, ReadPriority
 
 CLOCK = Clock(parse_instant("2016-12-01T00:00:00Z"))
 
@@ -48,8 +50,9 @@ class ScriptedDatabase:
         self.always_fail = always_fail
         self.calls: list[tuple[list[Any], int, float]] = []
 
-    async def execute_many(self, statements: Sequence[Any], concurrency: int) -> list[BaseException | None]:
-        self.calls.append((list(statements), concurrency, asyncio.get_running_loop().time()))
+    async def execute_many(self, statements: Sequence[Any], concurrency: InFlight) -> list[BaseException | None]:
+        depth = concurrency() if callable(concurrency) else concurrency
+        self.calls.append((list(statements), depth, asyncio.get_running_loop().time()))
         errors: list[BaseException | None] = []
         for statement in statements:
             if self.always_fail or self.failures.get(statement, 0) > 0:
@@ -60,9 +63,11 @@ class ScriptedDatabase:
         return errors
 
 
-def pipeline(db: Any, writer: Any = None, listeners: Sequence[Any] = (), **settings: Any) -> Pipeline:
+def pipeline(
+    db: Any, writer: Any = None, listeners: Sequence[Any] = (), priority: ReadPriority | None = None, **settings: Any
+) -> Pipeline:
     config = IngestConfig(**{"actors": 1, "linger_ms": 0.0, "write_retry_seconds": 0.3, **settings})
-    return Pipeline(db, writer or OneStatementPerEvent(), config, CLOCK, listeners)
+    return Pipeline(db, writer or OneStatementPerEvent(), config, CLOCK, listeners, priority)
 
 
 async def test_a_failing_write_is_retried_with_backoff_until_the_deadline_then_503() -> None:
@@ -116,6 +121,26 @@ async def test_the_actors_share_the_bound_on_writes_in_flight() -> None:
     ingest.start()
     await ingest.submit(events(200))
     assert {concurrency for _, concurrency, _ in db.calls} == {2}  # 10 // 4 actors, never more in total
+    await ingest.close(1.0)
+
+
+async def test_writes_in_flight_drop_while_a_query_is_answered_and_a_moment_after() -> None:
+    now = [100.0]
+    db, priority = ScriptedDatabase(), ReadPriority(clock=lambda: now[0])
+    ingest = pipeline(db, priority=priority, actors=2, max_inflight_writes=64, inflight_writes_while_answering=8)
+    ingest.start()
+
+    async def depths_of_a_request() -> set[int]:
+        db.calls.clear()
+        await ingest.submit(events(10))
+        return {depth for _, depth, _ in db.calls}
+
+    assert await depths_of_a_request() == {32}  # 64 // 2 actors: nobody is reading
+    with priority.answering():
+        assert await depths_of_a_request() == {4}  # 8 // 2 actors
+    assert await depths_of_a_request() == {4}  # within HOLD_SECONDS of the answer
+    now[0] += HOLD_SECONDS
+    assert await depths_of_a_request() == {32}
     await ingest.close(1.0)
 
 

@@ -14,7 +14,7 @@ from cassandra.query import ValueSequence
 from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
 
 from web.app import create_app
-from web.keys import REFRESHER
+from web.keys import READ_PRIORITY, REFRESHER
 
 pytestmark = pytest.mark.cassandra
 
@@ -152,6 +152,27 @@ async def test_cassandra_answers_partition_key_in_newest_hour_first(
         (ValueSequence([-h for h in hours]),),
     )
     assert [-row.hour_desc for row in rows] == sorted(hours, reverse=True)
+
+
+async def test_query_routes_count_as_answers_that_go_before_ingest_writes(client: TestClient) -> None:
+    priority = client.app[READ_PRIORITY]
+    player = new_player()
+    before = priority.answered
+    assert (await post_events(client, list(session_pair(player, ago(hours=2), ago(hours=1))))).status == 200
+    assert priority.answered == before  # ingest is not an answer
+    routes = [
+        "/v1/countries/FI/session-starts?hours=3",
+        "/v1/session-starts?hours=3",
+        "/v1/session-starts/series?hours=3&step=hour",
+        f"/v1/players/{player}/sessions",
+        "/fetch/FI/3",
+        f"/complete_sessions/{player}",
+    ]
+    for url in routes:
+        assert (await client.get(url)).status == 200, url
+    assert priority.answered == before + len(routes)
+    assert (await client.get("/healthz")).status == 200
+    assert priority.answered == before + len(routes)
 
 
 async def test_unknown_country_is_empty(client: TestClient) -> None:

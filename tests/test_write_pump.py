@@ -59,3 +59,31 @@ async def test_no_more_than_concurrency_statements_are_in_flight(concurrency: in
     assert sorted(session.sent) == statements  # each sent once
     assert [index for index, error in enumerate(errors) if error is not None] == [7, 11]
     assert session.in_flight == 0
+
+
+async def test_a_depth_function_is_asked_again_as_statements_complete() -> None:
+    session = FakeSession(asyncio.get_running_loop(), failing=set())
+    db = Database(cluster=None, session=session, keyspace="ks")  # type: ignore[arg-type]
+    depths = [8] * 12 + [2] * 20 + [6] * 200  # asked once per send attempt and completion
+    in_flight_when_sent: list[tuple[int, int]] = []
+    allowed = 8
+
+    def depth() -> int:
+        nonlocal allowed
+        allowed = depths.pop(0) if depths else 6
+        return allowed
+
+    def execute_async(statement: Any) -> FakeResponse:
+        response = FakeSession.execute_async(session, statement)
+        in_flight_when_sent.append((session.in_flight, allowed))
+        return response
+
+    session.execute_async = execute_async  # type: ignore[method-assign]
+    statements = list(range(60))
+    errors = await db.execute_many(statements, depth)  # type: ignore[arg-type]
+    assert errors == [None] * 60 and sorted(session.sent) == statements
+    assert all(in_flight <= allowed for in_flight, allowed in in_flight_when_sent)
+    seen = [in_flight for in_flight, _ in in_flight_when_sent]
+    assert max(seen[:8]) == 8  # the full depth at first...
+    assert 6 in seen[-20:]  # ...and again once it rose, after a stretch at 2
+    assert any(allowed == 2 for _, allowed in in_flight_when_sent)

@@ -6,10 +6,11 @@ from aiohttp import web
 
 from daemon.core.clock import Clock
 from daemon.core.config import Config
+from daemon.ingest.priority import ReadPriority
 from web import compat, contract, health, ingest, live, observe, queries, series
 from web.auth import require_keys
 from web.errors import json_errors
-from web.keys import CLOCK, CONFIG
+from web.keys import CLOCK, CONFIG, READ_PRIORITY
 from web.metrics import metrics_ctx
 from web.protocol_log import quiet_client_errors
 from web.resources import (
@@ -33,6 +34,7 @@ def create_app(config: Config, clock: Clock | None = None) -> web.Application:
     )
     app[CONFIG] = config
     app[CLOCK] = clock or Clock.from_setting(config.clock.now)
+    app[READ_PRIORITY] = ReadPriority()  # query routes count themselves in, ingest's write depth follows
     app.cleanup_ctx.extend(
         [cassandra_ctx, access_ctx, live_hub_ctx, live_bus_ctx, rollups_ctx, pipeline_ctx, compat.compat_feed_ctx]
     )

@@ -19,6 +19,7 @@ from web.errors import json_response
 from web.ingest import store_intake
 from web.keys import CLOCK, COMPAT_FEED, CONFIG, DATABASE, READS
 from web.params import MAX_HOURS
+from web.priority import answered_first
 from web.queries import complete_sessions, window
 
 MAX_ADD = 100_000
@@ -102,5 +103,5 @@ async def compat_feed_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/add/{n:\d+}", add_events)
-    app.router.add_get(r"/fetch/{country}/{hours:\d+}", fetch_starts)
-    app.router.add_get(r"/complete_sessions/{player_id:[0-9a-fA-F]{32}}", complete_sessions_original)
+    app.router.add_get(r"/fetch/{country}/{hours:\d+}", answered_first(fetch_starts))
+    app.router.add_get(r"/complete_sessions/{player_id:[0-9a-fA-F]{32}}", answered_first(complete_sessions_original))

@@ -13,6 +13,7 @@ from daemon.compat.rawfile import CompatFeed
 from daemon.core.clock import Clock
 from daemon.core.config import Config
 from daemon.ingest.pipeline import Pipeline
+from daemon.ingest.priority import ReadPriority
 from daemon.live.bus import LiveBus
 from daemon.live.hub import LiveHub
 from daemon.rollups.refresher import RollupRefresher
@@ -30,6 +31,7 @@ REFRESHER = web.AppKey("refresher", RollupRefresher)
 LIVE_HUB = web.AppKey("live_hub", LiveHub)
 LIVE_BUS = web.AppKey("live_bus", LiveBus)  # only with live.bus set
 PIPELINE = web.AppKey("pipeline", Pipeline)
+READ_PRIORITY = web.AppKey("read_priority", ReadPriority)
 COMPAT_FEED = web.AppKey("compat_feed", CompatFeed)
 
 # Per-request state. REQUEST_ID: set for every request by web/observe.py (also the X-Request-Id answer header).

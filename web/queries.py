@@ -15,6 +15,7 @@ from web.csv import country_starts_csv, sessions_csv, wants_csv
 from web.errors import json_response
 from web.keys import CLOCK, CONFIG, COUNTS, READS
 from web.params import country_param, decode_cursor, encode_cursor, hours_param, hours_to_ms, limit_param
+from web.priority import answered_first
 
 
 def window(request: web.Request, hours: float) -> tuple[int, int]:
@@ -107,6 +108,6 @@ async def complete_sessions(request: web.Request, player_id: str, limit: int) ->
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/countries/{country}/session-starts", country_session_starts)
-    app.router.add_get("/v1/session-starts", session_start_totals)
-    app.router.add_get("/v1/players/{player_id}/sessions", player_sessions)
+    app.router.add_get("/v1/countries/{country}/session-starts", answered_first(country_session_starts))
+    app.router.add_get("/v1/session-starts", answered_first(session_start_totals))
+    app.router.add_get("/v1/players/{player_id}/sessions", answered_first(player_sessions))

@@ -39,6 +39,7 @@ from web.keys import (
     LIVE_HUB,
     MARKS,
     PIPELINE,
+    READ_PRIORITY,
     READS,
     REFRESHER,
     ROLLUPS,
@@ -135,6 +136,7 @@ async def pipeline_ctx(app: web.Application) -> AsyncIterator[None]:
         config.ingest,
         app[CLOCK],
         listeners=(app[REFRESHER].mark, app[LIVE_BUS].publish if LIVE_BUS in app else app[LIVE_HUB].publish),
+        priority=app[READ_PRIORITY],
     )
     app[PIPELINE] = pipeline
     pipeline.start()

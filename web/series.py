@@ -15,6 +15,7 @@ from web.csv import csv_response, wants_csv
 from web.errors import json_response
 from web.keys import COUNTS
 from web.params import bad_request, countries_param, hours_param, hours_to_ms, int_param
+from web.priority import answered_first
 
 MAX_TOP = 300  # more than there are country codes in use
 
@@ -75,4 +76,4 @@ def series_payload(
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/session-starts/series", session_start_series)
+    app.router.add_get("/v1/session-starts/series", answered_first(session_start_series))

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from cassandra.query import Statement
 
+from cql.driver import InFlight
 from daemon.core.clock import Clock
 from daemon.core.config import IngestConfig
 from daemon.core.events import Event
@@ -30,7 +31,9 @@ MAX_RETRY_DELAY = 1.0
 class Writes(Protocol):
     """What an actor needs of storage: `cql.driver.Database.execute_many`."""
 
-    async def execute_many(self, statements: Sequence[Statement], concurrency: int) -> list[BaseException | None]: ...
+    async def execute_many(
+        self, statements: Sequence[Statement], concurrency: InFlight
+    ) -> list[BaseException | None]: ...
 
 
 class StatementMaker(Protocol):
@@ -70,7 +73,7 @@ class Actor:
         clock: Clock,
         admission: Admission,
         listeners: Sequence[StoredListener],
-        concurrency: int,
+        concurrency: InFlight,
     ) -> None:
         self.index = index
         self.inbox = Inbox()
@@ -80,7 +83,7 @@ class Actor:
         self._clock = clock
         self._admission = admission
         self._listeners = tuple(listeners)
-        self._concurrency = concurrency  # this actor's share of `max_inflight_writes`
+        self._concurrency = concurrency  # this actor's share of the in-flight bound (ingest/priority.py)
 
     async def run(self) -> None:
         """Flush until the inbox is closed and empty."""

@@ -16,6 +16,7 @@ from daemon.ingest.actor import Actor, StatementMaker, StoredListener, Writes, s
 from daemon.ingest.admission import Admission
 from daemon.ingest.errors import ShuttingDown, StorageUnavailable
 from daemon.ingest.inbox import InboxClosed, Parcel, Ticket
+from daemon.ingest.priority import ReadPriority
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,16 @@ class Pipeline:
         config: IngestConfig,
         clock: Clock,
         listeners: Sequence[StoredListener] = (),
+        priority: ReadPriority | None = None,
     ) -> None:
         self.config = config
         count = config.actors or os.cpu_count() or 1
         self._admission = Admission(config.max_queued_events)
-        concurrency = max(1, config.max_inflight_writes // count)  # the actors share the in-flight bound
+        full = max(1, config.max_inflight_writes // count)  # the actors share the in-flight bound
+        answering = max(1, min(config.inflight_writes_while_answering, config.max_inflight_writes) // count)
+        depth = full if priority is None else priority.depth(full, answering)
         self._actors = [
-            Actor(index, db, writer, config, clock, self._admission, listeners, concurrency) for index in range(count)
+            Actor(index, db, writer, config, clock, self._admission, listeners, depth) for index in range(count)
         ]
         self._tasks: list[asyncio.Task[None]] = []
 
