@@ -144,6 +144,16 @@ async def test_writes_in_flight_drop_while_a_query_is_answered_and_a_moment_afte
     await ingest.close(1.0)
 
 
+async def test_without_a_depth_for_answers_queries_change_nothing() -> None:
+    db, priority = ScriptedDatabase(), ReadPriority()
+    ingest = pipeline(db, priority=priority, actors=2, max_inflight_writes=64)  # the default: 0, off
+    ingest.start()
+    with priority.answering():
+        await ingest.submit(events(10))
+    assert {depth for _, depth, _ in db.calls} == {32}
+    await ingest.close(1.0)
+
+
 async def test_a_request_bigger_than_a_flush_keeps_each_players_events_in_one_flush() -> None:
     db = ScriptedDatabase()
     ingest = pipeline(db, actors=2, flush_events=10)

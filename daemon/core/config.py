@@ -127,7 +127,7 @@ class IngestConfig(_Section):
     flush_events: Annotated[Int, AtLeastOne] = 5_000
     linger_ms: Annotated[Float, NotNegative] = 5.0
     max_inflight_writes: Annotated[Int, AtLeastOne] = 256
-    inflight_writes_while_answering: Annotated[Int, AtLeastOne] = 32
+    inflight_writes_while_answering: Annotated[Int, NotNegative] = 0  # 0: as many as max_inflight_writes
     queue_wait: Annotated[Float, Positive] = 30.0
     write_retry_seconds: Annotated[Float, NotNegative] = 5.0
     max_body_bytes: Annotated[Int, check(lambda size: size >= 1024, "must be at least 1024")] = 64 * 1024 * 1024

@@ -9,6 +9,7 @@ import time
 import zlib
 from collections.abc import Sequence
 
+from cql.driver import InFlight
 from daemon.core.clock import Clock
 from daemon.core.config import IngestConfig
 from daemon.core.events import Event
@@ -42,8 +43,9 @@ class Pipeline:
         count = config.actors or os.cpu_count() or 1
         self._admission = Admission(config.max_queued_events)
         full = max(1, config.max_inflight_writes // count)  # the actors share the in-flight bound
-        answering = max(1, min(config.inflight_writes_while_answering, config.max_inflight_writes) // count)
-        depth = full if priority is None else priority.depth(full, answering)
+        depth: InFlight = full
+        if priority is not None and 0 < config.inflight_writes_while_answering < config.max_inflight_writes:
+            depth = priority.depth(full, max(1, config.inflight_writes_while_answering // count))
         self._actors = [
             Actor(index, db, writer, config, clock, self._admission, listeners, depth) for index in range(count)
         ]

@@ -15,10 +15,11 @@ class ReadPriority:
     """Counts the query answers in progress, so the ingest actors can lower their write depth meanwhile.
 
     A flush sends up to `ingest.max_inflight_writes` batches at once, and on a small node Cassandra
-    queues a read behind all of them: a query answered during a steady ingest waited 60–170 ms at
-    p99 (BENCHMARKS.md). A shallow pipe for every write would cost a long backfill half its speed,
-    so the depth drops only while someone is waiting for an answer, and a load with nobody
-    reading keeps it whole. `depth` is read by the driver's thread: plain attribute reads, no lock.
+    queues a read behind all of them: queries answered during a steady ingest waited 60-450 ms at
+    p99. With `ingest.inflight_writes_while_answering` set, the depth drops only while someone waits
+    for an answer, so a load with nobody reading keeps it whole. Off by default: on two cores it
+    trades p50, queries/s and ingest speed for the shorter tail (BENCHMARKS.md). `depth` is read by
+    the driver's thread: plain attribute reads, no lock.
     """
 
     __slots__ = ("_answering", "_clock", "_quiet_at", "answered")
