@@ -47,7 +47,7 @@ from typing import Any
 from cql.pending import PendingMarks
 from cql.rollups import RollupStore
 from daemon.core.levels import DAY, HOUR, LEVELS, MINUTE, MONTH, Level, ancestors, children, finer
-from daemon.core.timebuckets import consecutive_runs, decompose
+from daemon.core.timebuckets import decompose
 
 MAX_READS = 2_000  # requests an exact answer may take; beyond, it comes from the rollups as they are
 Window = tuple[int, int]  # [start_ms, end_ms)
@@ -181,4 +181,10 @@ class ExactCounts:
 
 def _runs(level: Level, periods: Iterable[int]) -> list[list[int]]:
     """Consecutive periods within one partition: each is one range read that returns only them."""
-    return consecutive_runs(periods, level.bucket_of)
+    runs: list[list[int]] = []
+    for period in sorted(periods):
+        if runs and runs[-1][-1] == period - 1 and level.bucket_of(period) == level.bucket_of(runs[-1][0]):
+            runs[-1].append(period)
+        else:
+            runs.append([period])
+    return runs

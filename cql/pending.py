@@ -11,7 +11,6 @@ from cassandra.query import BoundStatement, Statement
 from cql.batches import batched
 from cql.binding import FastBinder, encode_bigint, encode_int, encode_text
 from cql.driver import Database, first_error
-from daemon.core.timebuckets import consecutive_runs
 
 # Periods of each level per partition: a year, so any window's marks of a level sit in one or two
 # partitions and an exact answer reads at most eight. A partition is written only while its year
@@ -26,13 +25,6 @@ _READ_RANGE = (
 )
 _COUNT_RANGE = "SELECT COUNT(*) FROM {ks}.rollup_marks WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
 _CLEAR = "DELETE FROM {ks}.rollup_marks USING TIMESTAMP ? WHERE level = ? AND bucket = ? AND period = ?"
-# A run of consecutive periods cleared with one range tombstone instead of a row tombstone each: a
-# backfill's recount round clears thousands of neighbouring minutes, and every exact answer over the
-# window reads those tombstones until compaction drops them. It deletes exactly what the per-period
-# deletes would (every period of the run, marks written at or before the timestamp).
-_CLEAR_RUN = (
-    "DELETE FROM {ks}.rollup_marks USING TIMESTAMP ? WHERE level = ? AND bucket = ? AND period >= ? AND period <= ?"
-)
 # Marks of keyspaces applied before `rollup_marks` existed (schema version 4 and older).
 _LEGACY_READ_ALL = "SELECT level, period, marked_us, TTL(marked_us) FROM {ks}.rollup_pending"
 LEGACY_TABLE = "rollup_pending"
@@ -41,7 +33,6 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # name: (query, the column types its bind markers take, in order)
     "mark": (_MARK, ("text", "int", "int", "bigint", "int")),
     "clear": (_CLEAR, ("bigint", "text", "int", "int")),
-    "clear_run": (_CLEAR_RUN, ("bigint", "text", "int", "int", "int")),
     "read_range": (_READ_RANGE, ("text", "int", "int", "int", "int")),
     "count_range": (_COUNT_RANGE, ("text", "int", "int", "int")),
 }
@@ -67,13 +58,12 @@ def bucket_ranges(level: str, first: int, last: int) -> list[tuple[int, int, int
 class PendingMarks:
     """Prepared statements over `rollup_marks`: mark, read, count, clear."""
 
-    __slots__ = ("_clear", "_clear_run", "_count_range", "_db", "_mark", "_read_range")
+    __slots__ = ("_clear", "_count_range", "_db", "_mark", "_read_range")
 
     def __init__(self, db: Database, binders: Mapping[str, FastBinder]) -> None:
         self._db = db
         self._mark = binders["mark"].bind
         self._clear = binders["clear"].bind
-        self._clear_run = binders["clear_run"].bind
         self._read_range = binders["read_range"].bind
         self._count_range = binders["count_range"].bind
 
@@ -133,11 +123,9 @@ class PendingMarks:
         """Delete the marks of `periods` written at or before `before_us`; later marks survive."""
         by_bucket: defaultdict[int, list[BoundStatement]] = defaultdict(list)
         name, before = encode_text(level), encode_bigint(before_us)
-        for run in consecutive_runs(periods, lambda period: bucket_of(level, period)):
-            bucket = bucket_of(level, run[0])
-            key = [before, name, encode_int(bucket), encode_int(run[0])]
-            statement = self._clear(key) if len(run) == 1 else self._clear_run([*key, encode_int(run[-1])])
-            by_bucket[bucket].append(statement)
+        for period in periods:
+            bucket = bucket_of(level, period)
+            by_bucket[bucket].append(self._clear([before, name, encode_int(bucket), encode_int(period)]))
         await self._run([statement for group in by_bucket.values() for statement in batched(group)], concurrency)
 
     async def _run(self, statements: list[Statement], concurrency: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
-from daemon.core.timebuckets import consecutive_runs, decompose, first_day_of_month, month_of_day
+from daemon.core.timebuckets import decompose, first_day_of_month, month_of_day
 
 DEMO_NOW = 1_480_550_400_000  # 2016-12-01T00:00:00Z
 
@@ -46,11 +46,3 @@ def test_month_index_round_trip() -> None:
     day = DEMO_NOW // (24 * MS_PER_HOUR)
     assert month_of_day(day) == 2016 * 12 + 11
     assert first_day_of_month(month_of_day(day)) == day
-
-
-def test_consecutive_runs_break_at_gaps_and_at_partition_edges() -> None:
-    def by_tens(period: int) -> int:
-        return period // 10
-
-    assert consecutive_runs([12, 8, 9, 10, 11, 11, 15], by_tens) == [[8, 9], [10, 11, 12], [15]]
-    assert consecutive_runs([], by_tens) == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from daemon.core.instants import MS_PER_MINUTE
@@ -11,17 +10,6 @@ from daemon.core.instants import MS_PER_MINUTE
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = 24
 _EPOCH_DATE = dt.date(1970, 1, 1)
-
-
-def consecutive_runs(periods: Iterable[int], partition_of: Callable[[int], int]) -> list[list[int]]:
-    """`periods` sorted and cut into runs of consecutive periods that share a partition (`partition_of`)."""
-    runs: list[list[int]] = []
-    for period in sorted(set(periods)):
-        if runs and runs[-1][-1] == period - 1 and partition_of(period) == partition_of(runs[-1][0]):
-            runs[-1].append(period)
-        else:
-            runs.append([period])
-    return runs
 
 
 def month_of_day(day: int) -> int:
