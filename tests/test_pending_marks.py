@@ -4,6 +4,7 @@ the old `rollup_pending` table (schema version 4) on the real node."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,25 +39,41 @@ def test_a_year_of_any_level_is_at_most_two_partitions(level: str, year: int) ->
     assert max(reads) <= 2
 
 
-@pytest.mark.cassandra
-async def test_range_reads_and_counts_see_marks_across_partitions(isolated_keyspace: str) -> None:
-    config = config_for(isolated_keyspace)
-    db = await Database.connect(config.cassandra)
+@pytest.fixture
+async def marks(isolated_keyspace: str) -> AsyncIterator[PendingMarks]:
+    db = await Database.connect(config_for(isolated_keyspace).cassandra)
     try:
-        marks = await PendingMarks.prepare(db)
-        periods = [MINUTES * 7 - 1, MINUTES * 7, MINUTES * 7 + 3, MINUTES * 9 + 2]
-        await marks.mark("minute", dict.fromkeys(periods, 600), 1, concurrency=4)
-        assert sorted(await marks.read_range("minute", MINUTES * 7 - 5, MINUTES * 9 + 2, 100)) == periods
-        assert await marks.read_range("minute", MINUTES * 7, MINUTES * 8, 100) == periods[1:3]
-        assert len(await marks.read_range("minute", 0, MINUTES * 10, 2)) == 2
-        assert await marks.count_range("minute", MINUTES * 7 - 1, MINUTES * 9 + 1) == 3
-        assert await marks.count_range("hour", 0, 10**6) == 0
-        await marks.clear("minute", periods[:1], before_us=1, concurrency=4)  # older than the mark: no effect
-        await marks.clear("minute", periods[1:2], before_us=time.time_ns() // 1000, concurrency=4)
-        periods.pop(1)
-        assert await marks.read() == {"minute": dict.fromkeys(periods, 1)}
+        yield await PendingMarks.prepare(db)
     finally:
         await db.close()
+
+
+@pytest.mark.cassandra
+async def test_range_reads_and_counts_see_marks_across_partitions(marks: PendingMarks) -> None:
+    periods = [MINUTES * 7 - 1, MINUTES * 7, MINUTES * 7 + 3, MINUTES * 9 + 2]
+    await marks.mark("minute", dict.fromkeys(periods, 600), 1, concurrency=4)
+    assert sorted(await marks.read_range("minute", MINUTES * 7 - 5, MINUTES * 9 + 2, 100)) == periods
+    assert await marks.read_range("minute", MINUTES * 7, MINUTES * 8, 100) == periods[1:3]
+    assert len(await marks.read_range("minute", 0, MINUTES * 10, 2)) == 2
+    assert await marks.count_range("minute", MINUTES * 7 - 1, MINUTES * 9 + 1) == 3
+    assert await marks.count_range("hour", 0, 10**6) == 0
+    await marks.clear("minute", periods[:1], before_us=1, concurrency=4)  # older than the mark: no effect
+    await marks.clear("minute", periods[1:2], before_us=time.time_ns() // 1000, concurrency=4)
+    periods.pop(1)
+    assert await marks.read() == {"minute": dict.fromkeys(periods, 1)}
+
+
+@pytest.mark.cassandra
+async def test_clearing_deletes_exactly_the_periods_named_and_spares_later_marks(marks: PendingMarks) -> None:
+    edge = MINUTES * 8  # the first minute of a partition
+    marked = list(range(edge - 3, edge + 3)) + [edge + 5, edge + 6, edge + 7]
+    await marks.mark("minute", dict.fromkeys(marked, 600), 1, concurrency=4)
+    before_us = time.time_ns() // 1000
+    await marks.mark("minute", {edge + 1: 600}, 2, concurrency=4)  # marked again after the round began
+    # Periods on both sides of the partition edge, a marked one left out (edge + 6), and periods
+    # without a mark (edge + 3, edge + 4), which may be named too.
+    await marks.clear("minute", [*range(edge - 3, edge + 5), edge + 5, edge + 7], before_us, concurrency=4)
+    assert await marks.read() == {"minute": {edge + 1: 2, edge + 6: 1}}
 
 
 @pytest.mark.cassandra
