@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from cql.binding import FastBinder, encode_int, encode_int_list, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
+from cql.layout import LEGACY_HOURS, partition_hours
 from cql.player_sessions import STATEMENTS as PLAYER_STATEMENTS
 from cql.player_sessions import CompleteSession, PlayerSessions
 from daemon.core.instants import MS_PER_HOUR, datetime_to_ms
+from daemon.core.timebuckets import partition_hour
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,16 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 # Cassandra reads the partitions of one `IN` request one after another and stops at its LIMIT,
 # so a busy country's page costs one request whatever the request names, and runs beyond the
 # page's end read their partitions for nothing. The hour index carries each ended hour's count
-# (written by the rollup refresher), so the first wave names the hours the page needs, in
-# concurrent runs of RUN_HOURS. Without counts (none recounted yet) it names FIRST_HOURS hours in
-# one request. When a wave falls short (counts stale or missing), the next covers the hours the
-# page still needs at the density seen so far (plus a quarter). A sparse country's month
-# (hundreds of non-empty hours with a few starts each) is then one wave of concurrent requests.
+# (written by the rollup refresher), so the first wave names the partitions holding the hours the
+# page needs, in concurrent runs of RUN_PARTITIONS. Without counts (none recounted yet) it names
+# the partitions of FIRST_HOURS hours in one request. When a wave falls short (counts stale or
+# missing), the next covers the hours the page still needs at the density seen so far (plus a
+# quarter), at most MAX_WAVE_HOURS. A sparse country's month (hundreds of non-empty hours with a
+# few starts each) is then one wave: one request of ~30 day partitions, or concurrent requests of
+# hour partitions in a keyspace whose partitions span an hour.
 FIRST_HOURS = 256
-RUN_HOURS = 64
-MAX_RUNS = 16
+RUN_PARTITIONS = 64
+MAX_WAVE_HOURS = 1024
 MARGIN = 1.25
 
 
@@ -80,10 +84,11 @@ class StoredStart:
 class Reads:
     """Prepared read statements and the logic that stitches their results."""
 
-    __slots__ = ("_db", "_hours", "_players", "_starts", "_starts_after")
+    __slots__ = ("_db", "_hours", "_players", "_starts", "_starts_after", "partition_hours")
 
-    def __init__(self, db: Database, binders: Mapping[str, FastBinder]) -> None:
+    def __init__(self, db: Database, binders: Mapping[str, FastBinder], span: int = LEGACY_HOURS) -> None:
         self._db = db
+        self.partition_hours = span  # hours per country_starts partition, as the keyspace records it
         self._hours = binders["hours"]
         self._starts = binders["starts"]
         self._starts_after = binders["starts_after"]
@@ -94,15 +99,15 @@ class Reads:
         binders = {}
         for name, (query, types) in _STATEMENTS.items():
             binders[name] = FastBinder(await db.prepare(query.format(ks=db.keyspace)), types)
-        return cls(db, binders)
+        return cls(db, binders, await partition_hours(db))
 
     async def country_starts(
         self, country: str, start_ms: int, end_ms: int, limit: int, after: StartPosition | None
     ) -> tuple[list[StoredStart], StartPosition | None]:
         """Up to `limit` starts in [start_ms, end_ms), newest first, after `after`; and where to resume.
 
-        The hour index tells which hours hold starts, so empty hours cost nothing; runs of
-        non-empty hours are read with multi-partition requests until the page is full.
+        The hour index tells which hours hold starts, so empty hours cost nothing; the partitions
+        holding them are read with multi-partition requests until the page is full.
         """
         last_hour = (end_ms - 1) // MS_PER_HOUR if after is None else after.hour
         hour_rows = await self._db.execute(
@@ -112,26 +117,31 @@ class Reads:
         counts = [starts for _, starts in hour_rows]
         if after is not None and counts:
             counts[0] = 0  # the cursor's hour: part of it was on earlier pages
-        found: list[tuple[int, StoredStart]] = []
+        span = self.partition_hours
+        found: list[StoredStart] = []
         index = 0
         while index < len(hours) and len(found) <= limit:
             want = limit + 1 - len(found)  # one extra tells whether another page exists
-            runs = _first_wave(hours, counts, want) if index == 0 else _runs(hours[index:], want, len(found) / index)
-            index += sum(map(len, runs))
-            results = await asyncio.gather(*(self._run_starts(country, run, start_ms, end_ms, want, after) for run in runs))
-            for rows in results:
+            wave = _first_wave(counts, want) if index == 0 else _next_wave(len(found) / index, want)
+            wave = _whole_partitions(hours, index, min(wave, len(hours) - index), span)
+            # Uncounted, the first wave is one request: it stops at the LIMIT wherever the rows are.
+            size = FIRST_HOURS if index == 0 and not any(counts) else RUN_PARTITIONS
+            runs = _partition_runs(hours[index : index + wave], span, size)
+            index += wave
+            reads = (self._run_starts(country, run, start_ms, end_ms, want, after) for run in runs)
+            for rows in await asyncio.gather(*reads):
                 found.extend(rows)
         page = found[:limit]
         if len(found) <= limit or not page:
-            return [start for _, start in page], None
-        hour, last = page[-1]
-        return [start for _, start in page], StartPosition(hour, last.ts_ms, last.session_id)
+            return page, None
+        last = page[-1]
+        return page, StartPosition(last.ts_ms // MS_PER_HOUR, last.ts_ms, last.session_id)
 
     async def _run_starts(
-        self, country: str, hours: list[int], start_ms: int, end_ms: int, limit: int, after: StartPosition | None
-    ) -> list[tuple[int, StoredStart]]:
-        """Up to `limit` starts of a run of hours (newest first), each with its hour."""
-        keys = encode_int_list([-hour for hour in hours])
+        self, country: str, partitions: list[int], start_ms: int, end_ms: int, limit: int, after: StartPosition | None
+    ) -> list[StoredStart]:
+        """Up to `limit` starts of a run of partitions, named by their first hours (newest first)."""
+        keys = encode_int_list([-hour for hour in partitions])
         if after is None:
             values = [encode_text(country), keys, encode_timestamp(start_ms), encode_timestamp(end_ms), encode_int(limit)]
             statement = self._starts.bind(values)
@@ -144,46 +154,54 @@ class Reads:
         rows = await self._db.execute(statement)
         if any(rows[i][0] > rows[i + 1][0] for i in range(len(rows) - 1)):
             # Not the newest-first order this read relies on (a Cassandra version that orders IN
-            # partitions differently): the LIMIT may have kept the wrong rows, so ask hour by hour.
-            if len(hours) == 1:
+            # partitions differently): the LIMIT may have kept the wrong rows, so ask one by one.
+            if len(partitions) == 1:
                 raise RuntimeError("country_starts: rows of one partition out of clustering order")
-            log.warning("country_starts: multi-partition read out of key order; reading hour by hour")
+            log.warning("country_starts: multi-partition read out of key order; reading partition by partition")
             parts = await asyncio.gather(
-                *(self._run_starts(country, [hour], start_ms, end_ms, limit, after) for hour in hours)
+                *(self._run_starts(country, [hour], start_ms, end_ms, limit, after) for hour in partitions)
             )
             return [row for part in parts for row in part][:limit]
-        return [
-            (-hour_desc, StoredStart(ts, session_id, player_id))
-            for hour_desc, ts, session_id, player_id in rows
-        ]
+        return [StoredStart(ts, session_id, player_id) for _, ts, session_id, player_id in rows]
 
     async def complete_sessions(self, player_id: str, since_ms: int, limit: int) -> list[CompleteSession]:
         """The `limit` newest complete sessions of a player starting at or after `since_ms`."""
         return await self._players.complete_sessions(player_id, since_ms, limit)
 
 
-def _first_wave(hours: list[int], counts: list[int | None], want: int) -> list[list[int]]:
-    """The hours holding the next `want` rows by their counts, in runs; FIRST_HOURS if none is counted."""
+def _first_wave(counts: list[int | None], want: int) -> int:
+    """How many hours (newest first) hold the next `want` rows by their counts; FIRST_HOURS if none is counted."""
     known = [count for count in counts if count]  # a zero is the cursor's hour, not a count
     if not known:
-        return [hours[:FIRST_HOURS]]
+        return FIRST_HOURS
     guess = sum(known) / len(known)  # for the hours not counted yet, such as the open one
     expected = 0.0
     needed = 0
-    while needed < len(hours) and expected < want:
+    while needed < len(counts) and expected < want:
         count = counts[needed]
         expected += guess if count is None else count
         needed += 1
-    return _in_runs(hours, needed)
+    return needed
 
 
-def _runs(hours: list[int], want: int, density: float) -> list[list[int]]:
-    """The next wave: enough of `hours` for `want` more rows at `density` rows per hour, in runs."""
-    span = math.ceil(want / density * MARGIN) if density > 0 else MAX_RUNS * RUN_HOURS
-    span = min(max(span, RUN_HOURS), MAX_RUNS * RUN_HOURS)
-    return _in_runs(hours, min(span, len(hours)))
+def _next_wave(density: float, want: int) -> int:
+    """How many more hours to read for `want` more rows at `density` rows per hour, within MAX_WAVE_HOURS."""
+    span = math.ceil(want / density * MARGIN) if density > 0 else MAX_WAVE_HOURS
+    return min(max(span, RUN_PARTITIONS), MAX_WAVE_HOURS)
 
 
-def _in_runs(hours: list[int], count: int) -> list[list[int]]:
-    """The first `count` of `hours` cut into runs of at most RUN_HOURS, one request each."""
-    return [hours[offset : min(offset + RUN_HOURS, count)] for offset in range(0, count, RUN_HOURS)]
+def _whole_partitions(hours: list[int], index: int, count: int, span: int) -> int:
+    """`count` hours from `index`, grown to the end of the last one's partition: a partition is read once, whole."""
+    end = index + count
+    if count == 0:
+        return 0
+    last = partition_hour(hours[end - 1], span)
+    while end < len(hours) and partition_hour(hours[end], span) == last:
+        end += 1
+    return end - index
+
+
+def _partition_runs(hours: list[int], span: int, size: int = RUN_PARTITIONS) -> list[list[int]]:
+    """The partitions holding `hours` (newest first, each once), cut into runs of at most `size`."""
+    partitions = list(dict.fromkeys(partition_hour(hour, span) for hour in hours))
+    return [partitions[offset : offset + size] for offset in range(0, len(partitions), size)]

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from importlib import resources
 
 from cql.driver import Database
+from cql.layout import LEGACY_HOURS, pin_partition_hours
 from cql.pending import LEGACY_TABLE, copy_legacy_marks
 from cql.player_index import index_player_starts
 from daemon.core.config import CassandraConfig
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # The version that added `player_starts`: a keyspace recorded at an older one holds sessions the
 # index does not know yet, so `apply` fills it from `sessions_by_player` before recording 4.
 PLAYER_INDEX_VERSION = 4
 # The version that moved pending marks from `rollup_pending` to `rollup_marks` (partitioned by
 # level and time): `apply` copies the old table's marks over before recording 5.
 MARKS_VERSION = 5
+# The version that made the span of a `country_starts` partition a setting (`storage_layout`): an
+# older keyspace holds hour partitions, so `apply` pins it at one hour whatever the config says.
+LAYOUT_VERSION = 6
 COMPONENT = "player-session-service"
+log = logging.getLogger(__name__)
 REQUIRED_TABLES = (
     "sessions_by_player",
     "player_starts",
@@ -29,6 +35,7 @@ REQUIRED_TABLES = (
     "rollup_marks",
     "compat_cursor",
     "api_keys",
+    "storage_layout",
     "schema_version",
 )
 
@@ -67,6 +74,16 @@ async def apply_schema(
         await index_player_starts(db, keyspace)
     if before is not None and before < MARKS_VERSION and await _has_table(db, keyspace, LEGACY_TABLE):
         await copy_legacy_marks(db, keyspace)
+    older = before is not None and before < LAYOUT_VERSION
+    span = await pin_partition_hours(db, keyspace, LEGACY_HOURS if older else config.country_partition_hours)
+    if span != config.country_partition_hours:
+        log.warning(
+            "keyspace %s keeps country_starts partitions of %d hour(s), chosen when it was created; "
+            "cassandra.country_partition_hours = %d applies to new keyspaces only",
+            keyspace,
+            span,
+            config.country_partition_hours,
+        )
     # Recorded last: an apply interrupted before this point does the whole job again next time.
     await db.execute(
         f"INSERT INTO {keyspace}.schema_version (component, version, applied_at) VALUES (%s, %s, %s)",

@@ -11,10 +11,12 @@ from cassandra.query import BoundStatement, Statement
 from cql.binding import FastBinder, encode_int, encode_text, encode_timestamp, encode_uuid
 from cql.driver import Database
 from cql.grouping import Grouping
+from cql.layout import LEGACY_HOURS, partition_hours
 from cql.pending import PendingMarks
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_HOUR, MS_PER_MINUTE
 from daemon.core.levels import MINUTE
+from daemon.core.timebuckets import partition_hour
 
 _UPSERT_START = """
 UPDATE {ks}.sessions_by_player USING TTL ? SET start_ts = ?, country = ?
@@ -50,12 +52,15 @@ _STATEMENTS: dict[str, tuple[str, tuple[str, ...]]] = {
 class EventWriter:
     """Prepared statements for storing events, and the grouping of a flush into per-partition writes."""
 
-    __slots__ = ("_binders", "_pending", "_known_hours", "grouping")
+    __slots__ = ("_binders", "_known_hours", "_pending", "grouping", "partition_hours")
 
-    def __init__(self, binders: dict[str, FastBinder], pending: PendingMarks, grouping: Grouping) -> None:
+    def __init__(
+        self, binders: dict[str, FastBinder], pending: PendingMarks, grouping: Grouping, span: int = LEGACY_HOURS
+    ) -> None:
         self._binders = binders
         self._pending = pending
         self.grouping = grouping
+        self.partition_hours = span  # hours per country_starts partition, as the keyspace records it
         # (country, hour) index rows this process already wrote durably; rewriting one is
         # harmless (idempotent), so the cache only saves writes and may forget freely.
         self._known_hours: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -68,7 +73,8 @@ class EventWriter:
             prepared = await db.prepare(query.format(ks=db.keyspace))
             prepared.is_idempotent = True  # every write is an upsert, so the driver may retry it
             binders[name] = FastBinder(prepared, types)
-        return cls(binders, await PendingMarks.prepare(db), grouping or Grouping.per_partition())
+        pending = await PendingMarks.prepare(db)
+        return cls(binders, pending, grouping or Grouping.per_partition(), await partition_hours(db))
 
     def statements_for(self, events: Iterable[Event], expiry_ms: int, now_ms: int) -> list[Statement]:
         """The writes for `events`: partitions' rows in unlogged batches, as the writer's grouping packs them.
@@ -92,8 +98,9 @@ class EventWriter:
         insert_country_start = self._binders["insert_country_start"].bind
         insert_minute_start = self._binders["insert_minute_start"].bind
         # Partition keys by their shape: player (str; its session rows and its start index share the
-        # key), country hour (str, int), minute (int), hour index ("hours", str). The shapes never
-        # collide, so no tag is needed.
+        # key), country span (str, its first hour), minute (int), hour index ("hours", str). The
+        # shapes never collide, so no tag is needed.
+        span = self.partition_hours
         groups: defaultdict[Hashable, list[BoundStatement]] = defaultdict(list)
         new_hours: set[tuple[str, int]] = set()
         for event in events:
@@ -110,8 +117,9 @@ class EventWriter:
             player_rows = groups[event.player_id]
             player_rows.append(upsert_start([ttl, ts, country, player, session]))
             player_rows.append(insert_player_start([player, ts, session, ttl]))
-            groups[(event.country, hour)].append(
-                insert_country_start([country, encode_int(-hour), ts, session, player, ttl])
+            first_hour = partition_hour(hour, span)
+            groups[(event.country, first_hour)].append(
+                insert_country_start([country, encode_int(-first_hour), ts, session, player, ttl])
             )
             groups[minute].append(insert_minute_start([encode_int(minute), ts, session, country, ttl]))
             if (event.country, hour) not in self._known_hours:

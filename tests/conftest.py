@@ -60,11 +60,15 @@ def _admin_session(config: Config) -> Any:
         )
 
 
-def _create_keyspace(session: Any, config: Config, keyspace: str) -> None:
+def _create_keyspace(session: Any, config: Config, keyspace: str, span: int | None = None) -> None:
+    """The schema's tables in `keyspace`, its country_starts partitions pinned at `span` hours (default: config)."""
+    from cql.layout import SETTING
     from cql.schema import render_schema
 
     for statement in render_schema(config.cassandra, keyspace):
         session.execute(statement)
+    span = span or config.cassandra.country_partition_hours
+    session.execute(f"INSERT INTO {keyspace}.storage_layout (name, value) VALUES (%s, %s)", (SETTING, span))
 
 
 @pytest.fixture(scope="session")
@@ -75,10 +79,10 @@ def cassandra_admin() -> Iterator[Any]:
     cluster.shutdown()
 
 
-def create_keyspace(admin: Any, prefix: str) -> str:
-    """A fresh keyspace named `<prefix>_<random>` with the schema; the caller drops it."""
+def create_keyspace(admin: Any, prefix: str, span: int | None = None) -> str:
+    """A fresh keyspace named `<prefix>_<random>` with the schema (and `span`); the caller drops it."""
     keyspace = f"{prefix}_{secrets.token_hex(4)}"
-    _create_keyspace(admin, _base_config(), keyspace)
+    _create_keyspace(admin, _base_config(), keyspace, span)
     return keyspace
 
 

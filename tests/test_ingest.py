@@ -11,6 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from conftest import AiohttpClient, config_for, end, new_player, post_events, session_pair, start
 
+from cql.layout import SETTING
+from daemon.core.timebuckets import partition_hour
 from web.app import create_app
 
 pytestmark = pytest.mark.cassandra
@@ -25,9 +27,10 @@ def stored_sessions(admin: Any, keyspace: str, player: str) -> dict[str, tuple[A
 
 
 def country_rows(admin: Any, keyspace: str, country: str, hour: int, session: str) -> int:
+    span = admin.execute(f"SELECT value FROM {keyspace}.storage_layout WHERE name = %s", (SETTING,)).one().value
     rows = admin.execute(
         f"SELECT session_id FROM {keyspace}.country_starts WHERE country = %s AND hour_desc = %s",
-        (country, -hour),
+        (country, -partition_hour(hour, span)),
     )
     return sum(1 for row in rows if str(row.session_id) == session)
 

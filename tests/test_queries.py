@@ -6,15 +6,17 @@ import datetime as dt
 import random
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from cassandra.query import ValueSequence
-from conftest import AiohttpClient, config_for, new_player, post_events, session_pair, start
+from conftest import AiohttpClient, config_for, create_keyspace, new_player, post_events, session_pair, start
 
+from daemon.core.timebuckets import partition_hour
 from web.app import create_app
-from web.keys import READ_PRIORITY, REFRESHER
+from web.keys import READ_PRIORITY, READS, REFRESHER
 
 pytestmark = pytest.mark.cassandra
 
@@ -35,6 +37,20 @@ async def iso_client(isolated_keyspace: str, aiohttp_client: AiohttpClient) -> T
     return await aiohttp_client(create_app(config_for(isolated_keyspace)))
 
 
+@pytest.fixture(params=[24, 1], ids=["day-partitions", "hour-partitions"])
+def span_keyspace(request: pytest.FixtureRequest, cassandra_admin: Any) -> Iterator[str]:
+    """A keyspace of its own whose country_starts partitions span a day (the default) or an hour
+    (keyspaces created before the span was a setting): the listing must answer the same in both."""
+    keyspace = create_keyspace(cassandra_admin, "pss_span", request.param)
+    yield keyspace
+    cassandra_admin.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+
+
+@pytest.fixture
+async def listing_client(span_keyspace: str, aiohttp_client: AiohttpClient) -> TestClient:
+    return await aiohttp_client(create_app(config_for(span_keyspace)))
+
+
 async def refresh_rollups(client: TestClient) -> None:
     await client.app[REFRESHER].refresh()
 
@@ -53,15 +69,15 @@ async def all_pages(client: TestClient, country: str, hours: float, limit: int) 
         response = await client.get(f"{url}&cursor={body['next']}")
 
 
-async def test_country_listing_window_edges_and_order(iso_client: TestClient) -> None:
+async def test_country_listing_window_edges_and_order(listing_client: TestClient) -> None:
     player = new_player()
     inside_edge = start(player, str(uuid.uuid4()), ago(hours=4, seconds=-1), "FI")  # now - 4h + 1s
     at_lower_edge = start(player, str(uuid.uuid4()), ago(hours=4), "FI")  # excluded: window is (now-4h, now]
     at_now = start(player, str(uuid.uuid4()), iso(NOW), "FI")  # included
     future = start(player, str(uuid.uuid4()), "2016-12-01T00:00:01", "FI")  # after now: not in the window
     other = start(player, str(uuid.uuid4()), ago(hours=1), "SE")
-    assert (await post_events(iso_client, [inside_edge, at_lower_edge, at_now, future, other])).status == 200
-    response = await iso_client.get("/v1/countries/FI/session-starts?hours=4")
+    assert (await post_events(listing_client, [inside_edge, at_lower_edge, at_now, future, other])).status == 200
+    response = await listing_client.get("/v1/countries/FI/session-starts?hours=4")
     body = await response.json()
     assert body["from"] == "2016-11-30T20:00:00Z" and body["to"] == "2016-12-01T00:00:00Z"
     assert [s["session_id"] for s in body["starts"]] == [at_now["session_id"], inside_edge["session_id"]]
@@ -69,7 +85,7 @@ async def test_country_listing_window_edges_and_order(iso_client: TestClient) ->
     assert body["next"] is None and body["country"] == "FI" and body["hours"] == 4
 
 
-async def test_paging_has_no_gaps_or_repeats_even_with_equal_timestamps(iso_client: TestClient) -> None:
+async def test_paging_has_no_gaps_or_repeats_even_with_equal_timestamps(listing_client: TestClient) -> None:
     rng = random.Random(3)
     events = []
     for index in range(230):
@@ -77,16 +93,16 @@ async def test_paging_has_no_gaps_or_repeats_even_with_equal_timestamps(iso_clie
         if index % 10 == 0:
             moment = NOW - dt.timedelta(hours=2)  # many starts in the same second
         events.append(start(new_player(), str(uuid.uuid4()), iso(moment), "EE"))
-    assert (await post_events(iso_client, events)).status == 200
-    pages = await all_pages(iso_client, "EE", 24, limit=7)
-    one_page = await all_pages(iso_client, "EE", 24, limit=10_000)
+    assert (await post_events(listing_client, events)).status == 200
+    pages = await all_pages(listing_client, "EE", 24, limit=7)
+    one_page = await all_pages(listing_client, "EE", 24, limit=10_000)
     expected = {e["session_id"] for e in events if e["ts"] > ago(hours=24)}
     assert pages == one_page  # same starts in the same order, page boundaries changed nothing
     assert len(pages) == len(expected) and {p["session_id"] for p in pages} == expected
     assert [p["ts"] for p in pages] == sorted((p["ts"] for p in pages), reverse=True)
 
 
-async def test_paging_across_runs_of_sparse_hours(iso_client: TestClient) -> None:
+async def test_paging_across_runs_of_sparse_hours(listing_client: TestClient) -> None:
     """Hundreds of non-empty hours with a few starts each: several multi-partition reads per page."""
     rng = random.Random(8)
     events = []
@@ -94,18 +110,18 @@ async def test_paging_across_runs_of_sparse_hours(iso_client: TestClient) -> Non
         for _ in range(rng.randrange(1, 4)):
             moment = NOW - dt.timedelta(hours=hour, seconds=rng.randrange(0, 3600))
             events.append(start(new_player(), str(uuid.uuid4()), iso(moment), "UY"))
-    assert (await post_events(iso_client, events)).status == 200
+    assert (await post_events(listing_client, events)).status == 200
     lower = ago(hours=720)
     expected = sorted(
         ((e["ts"], uuid.UUID(e["session_id"])) for e in events if lower < e["ts"] <= iso(NOW)), reverse=True
     )
     for limit in (1, 9, 130, 10_000):
-        listed = await all_pages(iso_client, "UY", 720, limit=limit)
+        listed = await all_pages(listing_client, "UY", 720, limit=limit)
         assert [(p["ts"], uuid.UUID(p["session_id"])) for p in listed] == [(ts + "Z", sid) for ts, sid in expected]
 
 
 async def test_the_hour_index_counts_plan_pages_but_wrong_counts_lose_nothing(
-    iso_client: TestClient, cassandra_admin: Any, isolated_keyspace: str
+    listing_client: TestClient, cassandra_admin: Any, span_keyspace: str
 ) -> None:
     """The refresher copies each ended hour's count into the hour index; the listing plans its
     reads with it. Counts too low, too high or missing (stale, or not recounted yet) only cost
@@ -116,17 +132,18 @@ async def test_the_hour_index_counts_plan_pages_but_wrong_counts_lose_nothing(
         for _ in range(rng.randrange(1, 5)):
             moment = NOW - dt.timedelta(hours=hour, seconds=rng.randrange(0, 3600))
             events.append(start(new_player(), str(uuid.uuid4()), iso(moment), "PY"))
-    assert (await post_events(iso_client, events)).status == 200
-    await refresh_rollups(iso_client)
+    assert (await post_events(listing_client, events)).status == 200
+    await refresh_rollups(listing_client)
     per_hour = Counter(int(dt.datetime.fromisoformat(e["ts"] + "+00:00").timestamp()) // 3600 for e in events)
-    table = f"{isolated_keyspace}.start_hours_by_country"
-    stored = {row.hour: row.starts for row in cassandra_admin.execute(f"SELECT hour, starts FROM {table} WHERE country = 'PY'")}
+    table = f"{span_keyspace}.start_hours_by_country"
+    rows = cassandra_admin.execute(f"SELECT hour, starts FROM {table} WHERE country = 'PY'")
+    stored = {row.hour: row.starts for row in rows}
     assert stored == dict(per_hour)
     lower = ago(hours=720)
     expected = sorted(((e["ts"] + "Z", e["session_id"]) for e in events if lower < e["ts"]), reverse=True)
 
     async def listed(limit: int) -> list[tuple[str, str]]:
-        return [(p["ts"], p["session_id"]) for p in await all_pages(iso_client, "PY", 720, limit=limit)]
+        return [(p["ts"], p["session_id"]) for p in await all_pages(listing_client, "PY", 720, limit=limit)]
 
     assert await listed(100) == expected
     for index, hour in enumerate(sorted(stored)):
@@ -137,21 +154,23 @@ async def test_the_hour_index_counts_plan_pages_but_wrong_counts_lose_nothing(
 
 
 async def test_cassandra_answers_partition_key_in_newest_hour_first(
-    iso_client: TestClient, cassandra_admin: Any, isolated_keyspace: str
+    listing_client: TestClient, cassandra_admin: Any, span_keyspace: str
 ) -> None:
     """The listing relies on `hour_desc IN (...)` answering in ascending key order, whatever the
     order of the list: proven here on the real node so an upgrade that changes it fails a test."""
-    hours = [int(NOW.timestamp()) // 3600 - h for h in (1, 5, 30, 2, 400)]
+    span = listing_client.app[READS].partition_hours
+    hours = [int(NOW.timestamp()) // 3600 - h for h in (1, 50, 300, 26, 4000)]  # five days, unordered
     events = [
         start(new_player(), str(uuid.uuid4()), iso(dt.datetime.fromtimestamp(h * 3600 + 60, dt.UTC)), "UG")
         for h in hours
     ]
-    assert (await post_events(iso_client, events)).status == 200
+    assert (await post_events(listing_client, events)).status == 200
+    partitions = [partition_hour(hour, span) for hour in hours]
     rows = cassandra_admin.execute(
-        f"SELECT hour_desc FROM {isolated_keyspace}.country_starts WHERE country = 'UG' AND hour_desc IN %s",
-        (ValueSequence([-h for h in hours]),),
+        f"SELECT hour_desc FROM {span_keyspace}.country_starts WHERE country = 'UG' AND hour_desc IN %s",
+        (ValueSequence([-p for p in partitions]),),
     )
-    assert [-row.hour_desc for row in rows] == sorted(hours, reverse=True)
+    assert [-row.hour_desc for row in rows] == sorted(partitions, reverse=True)
 
 
 async def test_query_routes_count_as_answers_that_go_before_ingest_writes(client: TestClient) -> None:

@@ -26,6 +26,7 @@ from daemon.core.config import Config
 from daemon.core.config import replace as replace_config
 from daemon.core.events import Event
 from daemon.core.instants import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from daemon.core.timebuckets import partition_hour
 
 NOW_MS = 1_480_550_400_000  # 2016-12-01T00:00:00Z, the tests' frozen clock
 RETENTION_MS = 365 * MS_PER_DAY
@@ -99,7 +100,9 @@ async def stored(db: Database) -> dict[str, set[tuple[Any, ...]]]:
     return {name: set(await db.execute(query.format(ks=db.keyspace))) for name, query in queries.items()}
 
 
-def expected(events: Sequence[Event]) -> dict[str, set[tuple[Any, ...]]]:
+def expected(events: Sequence[Event], span: int) -> dict[str, set[tuple[Any, ...]]]:
+    """The rows `events` store, in a keyspace whose country_starts partitions span `span` hours."""
+
     def instant(ms: int | None) -> datetime | None:
         return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
 
@@ -117,7 +120,8 @@ def expected(events: Sequence[Event]) -> dict[str, set[tuple[Any, ...]]]:
             for (player, session), row in halves.items()
         },
         "country_starts": {
-            (e.country, -(e.ts_ms // MS_PER_HOUR), instant(e.ts_ms), e.session_id, e.player_id) for e in starts
+            (e.country, -partition_hour(e.ts_ms // MS_PER_HOUR, span), instant(e.ts_ms), e.session_id, e.player_id)
+            for e in starts
         },
         "minutes": {(e.ts_ms // MS_PER_MINUTE, instant(e.ts_ms), e.session_id, e.country) for e in starts},
         "hours": {(e.country, e.ts_ms // MS_PER_HOUR) for e in starts},
@@ -217,7 +221,7 @@ async def test_rf1_batches_never_mix_replica_sets_and_go_to_a_replica_of_their_s
     all_rows = [id(row) for rows in sent.rows for row in rows]
     assert len(all_rows) == len(set(all_rows)) == sum(map(len, writer.partition_groups(events, RETENTION_MS, NOW_MS)))
     await write(rf1_db, sent.statements)
-    assert await stored(rf1_db) == expected(events)
+    assert await stored(rf1_db) == expected(events, writer.partition_hours)
 
 
 @pytest.mark.cluster
@@ -229,7 +233,7 @@ async def test_rf1_falls_back_to_one_partition_per_batch(rf1_db: Database, mode:
     assert all(len({partition(row) for row in rows}) == 1 for rows in sent.rows)
     assert len(sent.statements) >= len(writer.partition_groups(events, RETENTION_MS, NOW_MS))
     await write(rf1_db, sent.statements)
-    assert await stored(rf1_db) == expected(events)
+    assert await stored(rf1_db) == expected(events, writer.partition_hours)
 
 
 @pytest.mark.cluster
@@ -277,4 +281,4 @@ async def test_full_batches_stay_below_the_nodes_size_warning_and_store_every_ro
         response.result()
         warnings += [text for text in response.warnings or () if "exceeding specified threshold" in text]
     assert warnings == []
-    assert await stored(node_db) == expected(events)
+    assert await stored(node_db) == expected(events, writer.partition_hours)

@@ -58,7 +58,7 @@ def test_serve_without_schema_fails_with_one_line() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "error: schema missing in keyspace pss_no_such_keyspace: sessions_by_player, player_starts, country_starts,"
         " start_hours_by_country, starts_by_minute, rollup_counts, rollup_marks, compat_cursor, api_keys,"
-        " schema_version"
+        " storage_layout, schema_version"
         " (run `python -m daemon schema apply`)"
     )
     assert "Traceback" not in result.stderr

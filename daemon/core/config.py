@@ -29,6 +29,7 @@ from daemon.core.config_values import (
     check,
 )
 from daemon.core.instants import MS_PER_DAY, parse_instant
+from daemon.core.timebuckets import PARTITION_SPANS
 
 ENV_PREFIX = "PSS_"
 DEFAULT_PATH = Path("config.toml")
@@ -103,6 +104,9 @@ class CassandraConfig(_Section):
     password: Str = ""
     connect_timeout: Float = 10.0
     request_timeout: Float = 10.0
+    country_partition_hours: Annotated[
+        Int, check(lambda hours: hours in PARTITION_SPANS, f"must be one of {', '.join(map(str, PARTITION_SPANS))}")
+    ] = 24
 
     @field_validator("datacenters")
     @classmethod

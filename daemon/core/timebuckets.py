@@ -10,6 +10,13 @@ from daemon.core.instants import MS_PER_MINUTE
 MINUTES_PER_HOUR = 60
 HOURS_PER_DAY = 24
 _EPOCH_DATE = dt.date(1970, 1, 1)
+# Spans of a country's listing partition that tile a day, so a partition never straddles midnight.
+PARTITION_SPANS = (1, 2, 3, 4, 6, 8, 12, 24)
+
+
+def partition_hour(hour: int, span: int) -> int:
+    """The first epoch hour of the `span`-hour partition holding `hour`."""
+    return hour - hour % span
 
 
 def month_of_day(day: int) -> int:
