@@ -8,14 +8,17 @@ import uuid
 from typing import Any
 
 import pytest
+from aiohttp import web
 from conftest import AiohttpClient, config_for, new_player, post_events, start
 
 from cql.driver import Database
 from cql.layout import SETTING, partition_hours, pin_partition_hours
 from cql.schema import COMPONENT, SCHEMA_VERSION, apply_schema, recorded_version
 from daemon.core.config import replace as replace_config
+from daemon.core.instants import MS_PER_HOUR, datetime_to_ms, parse_instant
 from web.app import create_app
 from web.keys import READS
+from web.resources import StartupError
 
 pytestmark = pytest.mark.cassandra
 
@@ -66,11 +69,27 @@ async def test_replicas_applying_different_spans_at_once_agree_on_one(
         await db.close()
 
 
+async def test_a_daemon_refuses_a_keyspace_whose_apply_stopped_before_the_pin(
+    isolated_keyspace: str, cassandra_admin: Any, aiohttp_client: AiohttpClient
+) -> None:
+    # Every table exists, but the apply was cut off before it recorded the span: a daemon that
+    # guessed would write partitions the next apply's pin might contradict.
+    forget_layout(cassandra_admin, isolated_keyspace, None)
+    runner = web.AppRunner(create_app(config_for(isolated_keyspace)))
+    with pytest.raises(StartupError, match="records no country_partition_hours"):
+        await runner.setup()  # the start-up a daemon runs before it listens
+    await runner.cleanup()
+    assert await apply_with_span(isolated_keyspace, 6) == 6
+    client = await aiohttp_client(create_app(config_for(isolated_keyspace)))
+    assert client.app[READS].partition_hours == 6
+
+
 async def test_a_keyspace_of_hour_partitions_keeps_them_and_its_starts_stay_listed(
     isolated_keyspace: str, cassandra_admin: Any, aiohttp_client: AiohttpClient
 ) -> None:
-    # As a version 5 daemon left it: starts stored one partition per hour, no span recorded.
+    # As a version 5 apply left it: no span recorded; its rows sit in one partition per hour.
     forget_layout(cassandra_admin, isolated_keyspace, 5)
+    assert await apply_with_span(isolated_keyspace, 24) == 1  # the config's default does not move them
     client = await aiohttp_client(create_app(config_for(isolated_keyspace)))
     assert client.app[READS].partition_hours == 1
     player = new_player()
@@ -78,7 +97,7 @@ async def test_a_keyspace_of_hour_partitions_keeps_them_and_its_starts_stay_list
     events = [start(player, str(uuid.uuid4()), moment, "NO") for moment in moments]
     assert (await post_events(client, events)).status == 200
     stored = cassandra_admin.execute(f"SELECT country, hour_desc FROM {isolated_keyspace}.country_starts")
-    assert len({row.hour_desc for row in stored if row.country == "NO"}) == 3  # one partition per hour
-    assert await apply_with_span(isolated_keyspace, 24) == 1  # the config's default does not move them
+    hour_keys = {row.hour_desc for row in stored if row.country == "NO"}
+    assert hour_keys == {-(datetime_to_ms(parse_instant(moment)) // MS_PER_HOUR) for moment in moments}  # as v5 did
     listed = await (await client.get("/v1/countries/NO/session-starts?hours=48")).json()
     assert [s["session_id"] for s in listed["starts"]] == [e["session_id"] for e in events]

@@ -16,6 +16,7 @@ from cql.apikeys import ApiKeyStore
 from cql.driver import Database
 from cql.exact import ExactCounts
 from cql.grouping import Grouping
+from cql.layout import LayoutMissing
 from cql.pending import PendingMarks
 from cql.reads import Reads
 from cql.rollups import RollupStore
@@ -65,7 +66,11 @@ async def cassandra_ctx(app: web.Application) -> AsyncIterator[None]:
         raise StartupError(problem)
     log.info("connected to Cassandra %s, keyspace %s", ",".join(config.contact_points), config.keyspace)
     app[DATABASE] = db
-    app[READS] = await Reads.prepare(db)
+    try:
+        app[READS] = await Reads.prepare(db)
+    except LayoutMissing as exc:
+        await db.close()
+        raise StartupError(str(exc)) from None
     app[ROLLUPS] = await RollupStore.prepare(db)
     marks = await PendingMarks.prepare(db)
     app[MARKS] = marks
